@@ -1,0 +1,22 @@
+"""The one Definitions object of reclm's code location (loaded by `dagster dev` and `reclm`)."""
+
+import dagster as dg
+
+from reclm_dagster.defs import evaluation, ingest, kg, recommendations, similarity, text
+from reclm_dagster.defs.jobs import full_pipeline_job
+from reclm_dagster.defs.resources import reclm_resources
+
+_modules = [ingest, text, similarity, kg, recommendations, evaluation]
+
+
+def build_definitions() -> dg.Definitions:
+    """Built from the environment (RECLM_HOME) at load time, so tests can point it elsewhere."""
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules(_modules),
+        asset_checks=dg.load_asset_checks_from_modules(_modules),
+        jobs=[full_pipeline_job],
+        resources=reclm_resources(),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,57 @@
+"""Step 1 — raw descriptions: the dataset source named by the partition, in reclm's schema."""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from reclm_dagster import settings, store
+from reclm_dagster.datasets import load_dataset
+from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
+
+RAW_TABLES = {
+    "items": "Catalogue: id, title, free-text description, domain (video/audio/product), language.",
+    "interactions": "Behaviour: user, item, weight (plays, stars, purchases), timestamp.",
+    "descriptions": "What users said: tags, reviews, requests (item empty for general requests).",
+    "catalogue_facts": "Facts for the knowledge graph: item, relation, entity type, entity, provenance.",
+    "user_links": "User-user links (friends) for the knowledge graph.",
+    "quarantine": "Rows that failed validation: file, line, field, value, reason.",
+}
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(name, description=desc, group_name="ingest") for name, desc in RAW_TABLES.items()],
+    partitions_def=dataset_partitions,
+)
+def raw_dataset(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
+    """Load, validate and store one dataset; all six tables replace the old ones in one transaction."""
+    name = context.partition_key
+    dataset = load_dataset(name, settings.data_dir())
+    frames = {
+        "items": dataset.items,
+        "interactions": dataset.interactions,
+        "descriptions": dataset.descriptions,
+        "catalogue_facts": dataset.facts,
+        "user_links": dataset.user_links,
+        "quarantine": dataset.quarantine,
+    }
+    with duckdb.get_connection() as con:
+        store.replace_tables(con, schema_of(context), frames)
+    if len(dataset.quarantine):
+        context.log.warning(f"{len(dataset.quarantine)} rows quarantined in {name}; see table quarantine")
+    context.log.info(", ".join(f"{k}={len(v)}" for k, v in frames.items()))
+    for key, frame in frames.items():
+        yield dg.MaterializeResult(asset_key=key, metadata=table_meta(frame, dataset=name))
+
+
+@dg.asset_check(asset="interactions", partitions_def=dataset_partitions, blocking=True, description="Every interaction names a stored user and catalogue item, with a positive weight.")
+def interactions_reference_catalogue(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    schema = settings.schema_name(context.partition_key)
+    with duckdb.get_connection() as con:
+        unknown, bad_weight = con.execute(
+            f'''SELECT count(*) FILTER (WHERE i.item_id IS NULL), count(*) FILTER (WHERE NOT (x.weight > 0))
+                FROM "{schema}".interactions x LEFT JOIN "{schema}".items i USING (item_id)'''
+        ).fetchone()
+    return dg.AssetCheckResult(
+        passed=unknown == 0 and bad_weight == 0,
+        metadata={"unknown_items": int(unknown), "non_positive_weights": int(bad_weight)},
+    )

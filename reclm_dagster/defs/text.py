@@ -1,0 +1,124 @@
+"""Steps 2 and 3 — tokens and embeddings of every item and every user description."""
+
+
+import time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from reclm_dagster import store
+from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
+from reclm_dagster.defs.resources import EncoderResource
+from reclm_dagster.text.documents import item_documents
+from reclm_dagster.text.normalize import detect_language, normalize, segment
+
+
+def _documents(con, schema: str) -> pd.DataFrame:
+    items = store.read_df(con, schema, "items")
+    facts = store.read_df(con, schema, "catalogue_facts")
+    descriptions = store.read_df(con, schema, "descriptions", "description_id, text")
+    item_docs = item_documents(items, facts)
+    return pd.concat(
+        [
+            pd.DataFrame({"source": "item", "id": item_docs.index, "text": item_docs.to_numpy()}),
+            pd.DataFrame({"source": "description", "id": descriptions["description_id"].astype(str), "text": descriptions["text"].astype(str)}),
+        ],
+        ignore_index=True,
+    )
+
+
+@dg.asset(
+    group_name="text",
+    partitions_def=dataset_partitions,
+    deps=["items", "catalogue_facts", "descriptions"],
+    description="Normalised, segmented text (jieba for Chinese, stop words dropped) and the encoder tokenizer's ids.",
+)
+def text_tokens(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encoder: EncoderResource) -> dg.MaterializeResult:
+    schema = schema_of(context)
+    with duckdb.get_connection() as con:
+        docs = _documents(con, schema)
+    # Many descriptions repeat (the same tag by many users): process each distinct text once.
+    unique = pd.Series(docs["text"].unique())
+    normalized = unique.map(normalize)
+    languages = unique.map(detect_language)
+    words = [segment(t, lang) for t, lang in zip(unique, languages)]
+    stats = encoder.get().tokenize_stats(unique.tolist())
+    per_text = pd.DataFrame(
+        {
+            "text": unique,
+            "language": languages,
+            "normalized": normalized,
+            "tokens": words,
+            "token_ids": stats["token_ids"].to_numpy(),
+            "n_tokens": stats["n_tokens"].to_numpy(),
+            "truncated": stats["truncated"].to_numpy(),
+            "n_unknown": stats["n_unknown"].to_numpy(),
+        }
+    )
+    table = docs.merge(per_text, on="text", how="left")
+    with duckdb.get_connection() as con:
+        store.replace_tables(con, schema, {"text_tokens": table})
+    n_tok = table["n_tokens"].to_numpy()
+    total = max(int(n_tok.sum()), 1)
+    meta = {
+        "distinct_texts": len(unique),
+        "tokens_p50": float(np.percentile(n_tok, 50)) if len(n_tok) else 0.0,
+        "tokens_p95": float(np.percentile(n_tok, 95)) if len(n_tok) else 0.0,
+        "tokens_max": int(n_tok.max()) if len(n_tok) else 0,
+        "truncation_rate": float(table["truncated"].mean()) if len(table) else 0.0,
+        "unknown_token_rate": float(table["n_unknown"].sum() / total),
+        "share_chinese": float((table["language"] == "zh").mean()) if len(table) else 0.0,
+    }
+    context.log.info(f"tokens: {len(table)} texts ({len(unique)} distinct); " + ", ".join(f"{k}={v:.3g}" for k, v in meta.items()))
+    return dg.MaterializeResult(metadata=table_meta(table[["source", "id", "language", "tokens", "n_tokens", "n_unknown"]], **meta))
+
+
+@dg.asset(
+    group_name="text",
+    partitions_def=dataset_partitions,
+    deps=["text_tokens"],
+    description="Transformer embeddings (mean pooling, L2-normalised) of items and user descriptions.",
+)
+def text_embeddings(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encoder: EncoderResource) -> dg.MaterializeResult:
+    schema = schema_of(context)
+    model = encoder.get()
+    with duckdb.get_connection() as con:
+        docs = store.read_df(con, schema, "text_tokens", "source, id, text")
+    unique, inverse = np.unique(docs["text"].to_numpy(dtype=str), return_inverse=True)
+    start = time.perf_counter()
+    vectors = model.encode(list(unique), progress=True, desc=f"encoding {context.partition_key}")
+    seconds = time.perf_counter() - start
+    table = store.embeddings_table(docs["id"], docs["source"], vectors[inverse], model.version)
+    with duckdb.get_connection() as con:
+        store.replace_tables(con, schema, {"text_embeddings": table})
+    rate = len(unique) / seconds if seconds > 0 else float("nan")
+    context.log.info(f"encoded {len(unique)} distinct texts in {seconds:.1f}s ({rate:.0f}/s) with {model.version}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": table.num_rows,
+            "distinct_texts": len(unique),
+            "encoder_name": model.name,
+            "encoder_version": model.version,
+            "dim": model.dim,
+            "precision": model.precision,
+            "seconds": round(seconds, 2),
+            "texts_per_second": round(rate, 1),
+        }
+    )
+
+
+@dg.asset_check(asset=text_embeddings, partitions_def=dataset_partitions, blocking=True, description="No NaN embeddings; every vector has unit norm.")
+def embeddings_are_unit_vectors(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    schema = schema_of(context)
+    with duckdb.get_connection() as con:
+        norms = []
+        for source in ("item", "description"):
+            _, vectors = store.read_embeddings(con, schema, source)
+            if vectors.size:
+                norms.append(np.linalg.norm(vectors, axis=1))
+    norms_all = np.concatenate(norms) if norms else np.zeros(0)
+    n_nan = int(np.isnan(norms_all).sum())
+    worst = float(np.nanmax(np.abs(norms_all - 1))) if norms_all.size else 0.0
+    return dg.AssetCheckResult(passed=n_nan == 0 and worst < 1e-3, metadata={"nan_vectors": n_nan, "max_norm_deviation": worst})

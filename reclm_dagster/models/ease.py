@@ -1,0 +1,94 @@
+"""EASE^R (Steck 2019): closed-form shallow linear autoencoder.
+
+B = I - P / diag(P) with P = (XᵀX + λI)⁻¹ and diag(B) = 0. Only one dense
+n_items² array is ever held: the gram matrix is written block-wise into it,
+factorised in place by Cholesky (LAPACK potrf) and inverted in place from the
+factor (potri), then rescaled column-wise in place into B.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import lapack
+
+from reclm_dagster.models.matrix import binarize as _binarize
+
+_BLOCK_CELLS = 2**25  # rows of the gram filled per step (~128 MB float32)
+
+
+def gram_matrix(X: sp.spmatrix, dtype=np.float32) -> np.ndarray:
+    """Dense XᵀX (n_items²) built in row blocks without a second n² temporary."""
+    X = sp.csr_matrix(X, dtype=dtype)
+    Xt = X.T.tocsr()
+    n = X.shape[1]
+    G = np.zeros((n, n), dtype=dtype)
+    step = max(1, _BLOCK_CELLS // max(n, 1))
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        # toarray(out=) writes straight into the row slice (C-contiguous)
+        (Xt[s:e] @ X).toarray(out=G[s:e])
+    return G
+
+
+def _fill_upper_from_lower(A: np.ndarray, block: int = 2048) -> None:
+    """Make a C-ordered array symmetric from its lower triangle, in place."""
+    n = A.shape[0]
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        D = A[s:e, s:e]
+        A[s:e, s:e] = np.tril(D) + np.tril(D, -1).T
+        if e < n:
+            A[s:e, e:] = A[e:, s:e].T
+
+
+def inverse_spd_inplace(G: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive-definite C-ordered array, reusing its memory.
+
+    Returns the inverse (the same buffer as ``G`` when LAPACK could work in
+    place, which it does for C- or F-contiguous float32/float64 input).
+    """
+    # A symmetric C array's transpose is the same matrix in Fortran order,
+    # which is what LAPACK needs to overwrite it instead of copying.
+    F = G.T
+    potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (F,))
+    c, info = potrf(F, lower=0, clean=0, overwrite_a=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"Cholesky failed (info={info}); raise l2")
+    inv, info = potri(c, lower=0, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"potri failed (info={info})")
+    # F's upper triangle is valid == the C view's lower triangle
+    P = np.ascontiguousarray(inv.T)
+    _fill_upper_from_lower(P)
+    return P
+
+
+class EASE:
+    """EASE^R item-item model; ``score = X_user @ B``.
+
+    ``l2`` is λ. ``binarize=True`` (default) scores implicit feedback.
+    ``dtype`` float32 halves memory; float64 is the numerically safer choice
+    for tiny λ.
+    """
+
+    def __init__(self, l2: float = 200.0, dtype=np.float32, binarize: bool = True) -> None:
+        self.l2 = l2
+        self.dtype = dtype
+        self.binarize = binarize
+
+    def fit(self, X: sp.spmatrix) -> "EASE":
+        R = _binarize(X) if self.binarize else sp.csr_matrix(X)
+        P = gram_matrix(R, dtype=self.dtype)
+        P[np.diag_indices_from(P)] += self.l2
+        P = inverse_spd_inplace(P)
+        d = np.diag(P).copy()
+        P /= -d[None, :]  # B_ij = -P_ij / P_jj
+        np.fill_diagonal(P, 0.0)
+        self.B_ = P
+        return self
+
+    def score(self, user_rows: np.ndarray, X: sp.spmatrix) -> np.ndarray:
+        H = sp.csr_matrix(X)[np.asarray(user_rows, dtype=np.int64)]
+        H = _binarize(H) if self.binarize else sp.csr_matrix(H, dtype=self.dtype)
+        return np.asarray(H @ self.B_, dtype=np.float32)

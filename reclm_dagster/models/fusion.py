@@ -1,0 +1,127 @@
+"""Per-user normalisation and fusion of score matrices (batch × items).
+
+Convention shared with ``ranking.topk``: ``-inf`` marks an excluded item
+(already consumed). Normalisation ignores those entries and keeps them -inf;
+fusion keeps an item -inf if any source excluded it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def _finite_mask(S: np.ndarray) -> np.ndarray:
+    return np.isfinite(S)
+
+
+def zscore_rows(S: np.ndarray) -> np.ndarray:
+    """(s - mean) / std per row over finite entries; constant rows become 0."""
+    S = np.asarray(S, dtype=np.float64)
+    m = _finite_mask(S)
+    cnt = np.maximum(m.sum(axis=1, keepdims=True), 1)
+    Z = np.where(m, S, 0.0)
+    mean = Z.sum(axis=1, keepdims=True) / cnt
+    var = np.where(m, (S - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / cnt
+    std = np.sqrt(var)
+    # constant rows: std == 0 -> every finite entry is exactly the mean -> 0
+    out = np.where(m, (Z - mean) / np.where(std > 0, std, 1.0), -np.inf)
+    return out.astype(np.float32)
+
+
+def minmax_rows(S: np.ndarray) -> np.ndarray:
+    """(s - min) / (max - min) per row over finite entries; constant rows become 0."""
+    S = np.asarray(S, dtype=np.float64)
+    m = _finite_mask(S)
+    lo = np.where(m, S, np.inf).min(axis=1, keepdims=True)
+    hi = np.where(m, S, -np.inf).max(axis=1, keepdims=True)
+    span = hi - lo
+    span = np.where(np.isfinite(span) & (span > 0), span, 1.0)
+    lo = np.where(np.isfinite(lo), lo, 0.0)
+    out = np.where(m, (np.where(m, S, 0.0) - lo) / span, -np.inf)
+    return out.astype(np.float32)
+
+
+_NORMS = {"zscore": zscore_rows, "minmax": minmax_rows, None: lambda S: np.asarray(S, np.float32)}
+
+
+def _check(score_dict: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    if not score_dict:
+        raise ValueError("score_dict is empty")
+    shapes = {np.shape(v) for v in score_dict.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"score matrices differ in shape: {shapes}")
+    shape = shapes.pop()
+    if len(shape) != 2:
+        raise ValueError("score matrices must be 2-D (batch × items)")
+    return shape
+
+
+def _excluded_anywhere(score_dict: Mapping[str, np.ndarray]) -> np.ndarray:
+    ex = None
+    for S in score_dict.values():
+        e = np.isneginf(S)
+        ex = e if ex is None else (ex | e)
+    return ex
+
+
+def linear_fusion(
+    score_dict: Mapping[str, np.ndarray],
+    weights: Mapping[str, float] | None = None,
+    norm: str | None = "zscore",
+) -> np.ndarray:
+    """Weighted sum of per-row normalised scores. ``weights`` default to 1 each."""
+    _check(score_dict)
+    if norm not in _NORMS:
+        raise ValueError(f"norm must be one of {list(_NORMS)}")
+    weights = {k: 1.0 for k in score_dict} if weights is None else dict(weights)
+    unknown = set(weights) - set(score_dict)
+    if unknown:
+        raise KeyError(f"weights for unknown sources: {sorted(unknown)}")
+    out = None
+    for name, S in score_dict.items():
+        w = float(weights.get(name, 0.0))
+        if w == 0.0:
+            continue
+        N = _NORMS[norm](S)
+        term = w * np.where(np.isneginf(N), 0.0, N)
+        out = term if out is None else out + term
+    if out is None:
+        out = np.zeros(np.shape(next(iter(score_dict.values()))))
+    out = out.astype(np.float32)
+    out[_excluded_anywhere(score_dict)] = -np.inf
+    return out
+
+
+def reciprocal_rank_fusion(
+    score_dict: Mapping[str, np.ndarray],
+    k: float = 60,
+    weights: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """RRF (Cormack et al. 2009): sum_s w_s / (k + rank_s(i)), rank 1 = best.
+
+    Tied scores share their average rank, so a constant row contributes the
+    same amount to every item. Excluded (-inf) entries contribute nothing and
+    stay -inf in the output.
+    """
+    _check(score_dict)
+    weights = {n: 1.0 for n in score_dict} if weights is None else dict(weights)
+    unknown = set(weights) - set(score_dict)
+    if unknown:
+        raise KeyError(f"weights for unknown sources: {sorted(unknown)}")
+    out = None
+    for name, S in score_dict.items():
+        w = float(weights.get(name, 0.0))
+        if w == 0.0:
+            continue
+        S = np.asarray(S, dtype=np.float64)
+        ranks = rankdata(-S, method="average", axis=1)
+        term = np.where(np.isneginf(S), 0.0, w / (k + ranks))
+        out = term if out is None else out + term
+    if out is None:
+        out = np.zeros(np.shape(next(iter(score_dict.values()))))
+    out = out.astype(np.float32)
+    out[_excluded_anywhere(score_dict)] = -np.inf
+    return out

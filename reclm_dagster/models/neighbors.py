@@ -1,0 +1,185 @@
+"""Popularity, item-kNN and RP3beta scorers over a user × item csr matrix.
+
+All follow one interface: ``fit(X) -> self`` and ``score(user_rows, X)`` ->
+dense float32 ``len(user_rows) × n_items``, where ``X`` holds the users'
+known interactions (train, or train+valid) so one fitted model can score
+against different histories.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+from reclm_dagster.models.matrix import binarize
+
+# Dense similarity blocks are capped at this many cells (~64 MB float32).
+_BLOCK_CELLS = 2**24
+
+
+def _block_size(n_items: int) -> int:
+    return max(1, min(n_items, _BLOCK_CELLS // max(n_items, 1)))
+
+
+def _history(X: sp.spmatrix, user_rows: np.ndarray, binary: bool) -> sp.csr_matrix:
+    H = sp.csr_matrix(X)[np.asarray(user_rows, dtype=np.int64)]
+    return binarize(H) if binary else sp.csr_matrix(H, dtype=np.float32)
+
+
+def _topk_columns(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row ids and values of the k largest entries in each column of ``block``."""
+    n = block.shape[0]
+    if k >= n:
+        rows = np.broadcast_to(np.arange(n)[:, None], block.shape)
+    else:
+        # copy: a view would pin the whole n × block int64 array in memory
+        rows = np.argpartition(-block, k - 1, axis=0)[:k].copy()
+    return rows, np.take_along_axis(block, rows, axis=0)
+
+
+def _assemble(rows: list, cols: list, vals: list, n: int) -> sp.csr_matrix:
+    r, c, v = (np.concatenate(a) if a else np.empty(0) for a in (rows, cols, vals))
+    keep = v != 0  # padding from top-k on short columns is all zeros
+    S = sp.csr_matrix(
+        (v[keep].astype(np.float32), (r[keep], c[keep])), shape=(n, n), dtype=np.float32
+    )
+    S.sort_indices()
+    return S
+
+
+def _prune_rows(S: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Keep the k largest stored values per row of a csr matrix."""
+    S = sp.csr_matrix(S, copy=True)
+    for r in range(S.shape[0]):
+        lo, hi = S.indptr[r], S.indptr[r + 1]
+        if hi - lo > k:
+            seg = S.data[lo:hi]
+            drop = np.argpartition(-seg, k - 1)[k:]
+            seg[drop] = 0
+    S.eliminate_zeros()
+    return S
+
+
+class Popularity:
+    """Scores every item by its number of distinct users in the training data."""
+
+    def fit(self, X: sp.spmatrix) -> "Popularity":
+        self.item_pop_ = np.asarray(binarize(X).sum(axis=0)).ravel().astype(np.float32)
+        return self
+
+    def score(self, user_rows: np.ndarray, X: sp.spmatrix | None = None) -> np.ndarray:
+        return np.tile(self.item_pop_, (len(user_rows), 1))
+
+
+class ItemKNN:
+    """Item-based kNN with cosine similarity (Sarwar et al. 2001; Dacrema et al. 2019).
+
+    ``S[i, j]`` is the (shrunk) cosine between items i and j, kept only for the
+    ``k_neighbors`` most similar i of each target item j; a user's score for
+    j is ``sum_i x_ui * S[i, j]``. ``weighted=False`` binarizes interactions.
+    ``normalize=False`` uses raw co-occurrence dot products instead of cosine.
+    """
+
+    def __init__(
+        self,
+        k_neighbors: int = 100,
+        shrink: float = 0.0,
+        normalize: bool = True,
+        weighted: bool = False,
+    ) -> None:
+        self.k_neighbors = k_neighbors
+        self.shrink = shrink
+        self.normalize = normalize
+        self.weighted = weighted
+
+    def fit(self, X: sp.spmatrix) -> "ItemKNN":
+        Xb = _history(X, np.arange(X.shape[0]), binary=not self.weighted).tocsc()
+        n = Xb.shape[1]
+        Xt = Xb.T.tocsr()
+        norms = np.sqrt(np.asarray(Xb.multiply(Xb).sum(axis=0)).ravel())
+        k = min(self.k_neighbors, n)
+        rows, cols, vals = [], [], []
+        step = _block_size(n)
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            block = (Xt @ Xb[:, s:e]).toarray()  # n × (e-s) co-occurrences
+            if self.normalize:
+                block /= np.outer(norms, norms[s:e]) + self.shrink + 1e-6
+            elif self.shrink:
+                block /= 1.0 + self.shrink
+            block[np.arange(s, e), np.arange(e - s)] = 0.0  # no self-similarity
+            r, v = _topk_columns(block, k)
+            rows.append(r.ravel())
+            cols.append(np.broadcast_to(np.arange(s, e), r.shape).ravel())
+            vals.append(v.ravel())
+        self.similarity_ = _assemble(rows, cols, vals, n)
+        return self
+
+    def score(self, user_rows: np.ndarray, X: sp.spmatrix) -> np.ndarray:
+        H = _history(X, user_rows, binary=not self.weighted)
+        return np.asarray((H @ self.similarity_).toarray(), dtype=np.float32)
+
+    def similar_items(self, k: int | None = None) -> sp.csr_matrix:
+        """Item × item csr: row i holds i's ``k`` most similar items (≤ k_neighbors)."""
+        S = self.similarity_.T.tocsr()
+        return S if k is None or k >= self.k_neighbors else _prune_rows(S, k)
+
+
+class RP3beta:
+    """Random walk user→item→user→item with popularity penalty (Paudel et al. 2017).
+
+    Follows the Dacrema et al. (2019) implementation: ``W = Piu @ Pui`` with
+    both transition matrices L1-row-normalised and raised elementwise to
+    ``alpha``, target columns divided by ``degree_j ** beta``, the diagonal
+    zeroed and only the ``k_neighbors`` largest entries kept per row.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        beta: float = 0.5,
+        k_neighbors: int = 100,
+        binarize: bool = True,
+        normalize_similarity: bool = False,
+    ) -> None:
+        self.alpha = alpha
+        self.beta = beta
+        self.k_neighbors = k_neighbors
+        self.binarize = binarize
+        self.normalize_similarity = normalize_similarity
+
+    def fit(self, X: sp.spmatrix) -> "RP3beta":
+        R = _history(X, np.arange(X.shape[0]), binary=self.binarize)
+        n = R.shape[1]
+        Pui = normalize(R, norm="l1", axis=1).astype(np.float32)
+        Xt = binarize(R.T)  # item degrees count users, not weights
+        degree = np.asarray(Xt.sum(axis=1)).ravel()
+        deg_pow = np.zeros(n, dtype=np.float32)
+        nz = degree > 0
+        deg_pow[nz] = np.power(degree[nz], -self.beta)
+        Piu = normalize(Xt, norm="l1", axis=1).astype(np.float32)
+        if self.alpha != 1.0:
+            Pui.data **= self.alpha
+            Piu.data **= self.alpha
+        k = min(self.k_neighbors, n)
+        rows, cols, vals = [], [], []
+        step = _block_size(n)
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            block = (Piu[s:e] @ Pui).toarray() * deg_pow[None, :]
+            block[np.arange(e - s), np.arange(s, e)] = 0.0
+            # top-k per row == top-k per column of the transpose
+            c, v = _topk_columns(block.T, k)
+            cols.append(c.T.ravel())
+            rows.append(np.broadcast_to(np.arange(s, e)[:, None], (e - s, c.shape[0])).ravel())
+            vals.append(v.T.ravel())
+        W = _assemble(rows, cols, vals, n)
+        if self.normalize_similarity:
+            W = normalize(W, norm="l1", axis=1).astype(np.float32)
+        self.similarity_ = W
+        return self
+
+    def score(self, user_rows: np.ndarray, X: sp.spmatrix) -> np.ndarray:
+        H = _history(X, user_rows, binary=self.binarize)
+        return np.asarray((H @ self.similarity_).toarray(), dtype=np.float32)

@@ -1,0 +1,130 @@
+"""Answers to `reclm recommend`: stored lists for a user, and free-text requests scored on the fly."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from reclm_dagster import settings, store
+from reclm_dagster.models.fusion import linear_fusion
+from reclm_dagster.models.ranking import topk
+from reclm_dagster.text.bm25 import BM25
+from reclm_dagster.text.normalize import segment
+from reclm_dagster.training import DatasetTables, fit_hybrid, hybrid_config
+
+
+class ReclmError(Exception):
+    """A user-facing error: one line that says what to do."""
+
+
+def open_store(dataset: str, read_only: bool = True) -> tuple[duckdb.DuckDBPyConnection, str]:
+    path = settings.duckdb_path()
+    schema = settings.schema_name(dataset)
+    if not path.exists():
+        raise ReclmError(f"no reclm store at {path}: run `reclm run --dataset {dataset}` first")
+    con = duckdb.connect(str(path), read_only=read_only)
+    if not store.table_exists(con, schema, "recommendations"):
+        con.close()
+        raise ReclmError(f"dataset '{dataset}' has not been materialized in {path}: run `reclm run --dataset {dataset}` first")
+    return con, schema
+
+
+def _rows(df: pd.DataFrame) -> list[dict]:
+    out = []
+    for r in df.itertuples(index=False):
+        scores = {s: float(getattr(r, f"score_{s}")) for s in ("cf", "text", "lexical", "query", "user") if hasattr(r, f"score_{s}") and pd.notna(getattr(r, f"score_{s}"))}
+        out.append(
+            {
+                "rank": int(r.rank),
+                "item_id": str(r.item_id),
+                "title": str(r.title),
+                "domain": str(r.domain),
+                "score": float(r.score),
+                "scores": scores,
+                "facts": json.loads(r.facts) if isinstance(r.facts, str) else {},
+                "explanation": str(r.explanation),
+            }
+        )
+    return out
+
+
+def recommend_for_user(dataset: str, user_id: str, k: int) -> list[dict]:
+    con, schema = open_store(dataset)
+    try:
+        df = con.execute(
+            f'SELECT * FROM "{schema}".recommendations WHERE user_id = ? AND rank <= ?', [user_id, int(k)]
+        ).df()
+        if df.empty:
+            n = con.execute(f'SELECT count(DISTINCT user_id) FROM "{schema}".recommendations').fetchone()[0]
+            example = con.execute(f'SELECT min(user_id) FROM "{schema}".recommendations').fetchone()[0]
+            raise ReclmError(f"unknown user '{user_id}' in dataset '{dataset}' ({n} users have lists, e.g. '{example}')")
+    finally:
+        con.close()
+    return _rows(df.sort_values("rank"))
+
+
+def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str | None = None) -> list[dict]:
+    """Encode the request, match it to items by meaning (encoder) and words (BM25), and blend
+    with the user's own hybrid profile when a user is given."""
+    if not query or not query.strip():
+        raise ReclmError("empty query: pass some words, e.g. --query \"a funny space adventure with robots\"")
+    cfg = settings.load_config()
+    con, schema = open_store(dataset)
+    try:
+        tables = DatasetTables.load(con, schema)
+        facts = store.read_df(con, schema, "recommendations", "DISTINCT item_id, facts")
+    finally:
+        con.close()
+    if tables.encoder_version != encoder.version:
+        raise ReclmError(
+            f"dataset '{dataset}' was embedded with {tables.encoder_version}, not {encoder.version}: "
+            f"pass the same --encoder, or re-run `reclm run --dataset {dataset} --encoder ...`"
+        )
+    tokens = segment(query)
+    query_vec = encoder.encode([query])[0]
+    bm25 = BM25().fit(tables.item_tokens)
+    signals = {"text": (tables.item_vectors @ query_vec)[None, :].astype(np.float32), "lexical": bm25.score([tokens])}
+    qw = {k_: float(v) for k_, v in cfg.get("query", {}).get("weights", {"text": 1.0, "lexical": 1.0}).items()}
+    fused = linear_fusion(signals, qw, norm="zscore")
+    exclude = None
+    user_scores = None
+    if user_id is not None:
+        model, matrix = fit_hybrid(tables, tables.interactions, config=hybrid_config(cfg))
+        if user_id not in matrix.user_index:
+            raise ReclmError(f"unknown user '{user_id}' in dataset '{dataset}'")
+        row = np.array([matrix.user_index[user_id]])
+        user_scores = model.score(row, matrix.X)
+        fused = linear_fusion({"query": fused, "user": user_scores}, {"query": 1.0, "user": float(cfg.get("query", {}).get("user_weight", 0.5))}, norm="zscore")
+        exclude = matrix.X[row]
+    idx, vals = topk(fused, k, exclude=exclude)
+    items = tables.items.reset_index(drop=True)
+    fact_map = dict(zip(facts["item_id"].astype(str), facts["facts"]))
+    rows = []
+    for rank, (i, v) in enumerate(zip(idx[0], vals[0]), start=1):
+        if i < 0:
+            continue
+        matched = bm25.matched_terms(tokens, int(i))
+        if matched:
+            why = "Matches " + ", ".join(f"'{w}'" for w in matched[:3]) + " in your request"
+        else:
+            why = f"Close in meaning to your request (cosine {signals['text'][0, i]:.2f})"
+        if user_scores is not None:
+            why += "; fits your history"
+        rows.append(
+            {
+                "rank": rank,
+                "item_id": str(items.at[int(i), "item_id"]),
+                "title": str(items.at[int(i), "title"]),
+                "domain": str(items.at[int(i), "domain"]),
+                "score": float(v),
+                "score_text": float(signals["text"][0, i]),
+                "score_lexical": float(signals["lexical"][0, i]),
+                **({"score_user": float(user_scores[0, i])} if user_scores is not None else {}),
+                "facts": fact_map.get(str(items.at[int(i), "item_id"]), "{}"),
+                "explanation": why,
+            }
+        )
+    return _rows(pd.DataFrame(rows)) if rows else []

@@ -1,0 +1,78 @@
+"""DuckDB table helpers: one schema per dataset, tables replaced atomically.
+
+Assets write through `replace_tables` so a failed step leaves the previous tables intact
+(DuckDB DDL is transactional), and read through `read_df` / `read_embeddings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+
+def replace_tables(con: duckdb.DuckDBPyConnection, schema: str, tables: Mapping[str, pd.DataFrame | pa.Table]) -> dict[str, int]:
+    """Create or replace several tables in one transaction; returns row counts."""
+    counts: dict[str, int] = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        for name, frame in tables.items():
+            view = f"_reclm_src_{name}"
+            con.register(view, frame)
+            con.execute(f'CREATE OR REPLACE TABLE "{schema}"."{name}" AS SELECT * FROM {view}')
+            con.unregister(view)
+            counts[name] = frame.num_rows if isinstance(frame, pa.Table) else len(frame)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return counts
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, name],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def read_df(con: duckdb.DuckDBPyConnection, schema: str, name: str, columns: str = "*", where: str = "") -> pd.DataFrame:
+    sql = f'SELECT {columns} FROM "{schema}"."{name}"'
+    if where:
+        sql += f" WHERE {where}"
+    return con.execute(sql).df()
+
+
+def embeddings_table(ids: list[str] | np.ndarray, sources: list[str] | np.ndarray, vectors: np.ndarray, encoder_version: str) -> pa.Table:
+    """An Arrow table whose `embedding` column is a fixed-size FLOAT[dim] array (DuckDB ARRAY)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape
+    flat = pa.array(vectors.reshape(-1), type=pa.float32())
+    return pa.table(
+        {
+            "source": pa.array(list(sources), type=pa.string()),
+            "id": pa.array(list(ids), type=pa.string()),
+            "encoder_version": pa.array([encoder_version] * n, type=pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+        }
+    )
+
+
+def read_embeddings(con: duckdb.DuckDBPyConnection, schema: str, source: str, name: str = "text_embeddings") -> tuple[list[str], np.ndarray]:
+    """Ids and an (n, dim) float32 matrix for one source ('item' or 'description')."""
+    table = con.sql(
+        f'SELECT id, embedding FROM "{schema}"."{name}" WHERE source = $source ORDER BY rowid',
+        params={"source": source},
+    ).to_arrow_table()
+    ids = table.column("id").to_pylist()
+    col = table.column("embedding").combine_chunks()
+    if len(ids) == 0:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    dim = col.type.list_size
+    vectors = col.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(ids), dim)
+    return ids, vectors

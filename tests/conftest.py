@@ -1,0 +1,25 @@
+"""Test-wide settings: the runtime home goes to a temporary folder; datasets come from RECLM_DATA_DIR."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # Before any reclm module reads settings: nothing a test writes lands in the repository.
+    import tempfile
+
+    os.environ.setdefault("RECLM_HOME", tempfile.mkdtemp(prefix="reclm-test-home-"))
+    os.environ.setdefault("RECLM_DATA_DIR", str((REPO.parent / "shared" / "data").resolve()))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    path = Path(os.environ["RECLM_DATA_DIR"])
+    if not path.is_dir():
+        pytest.skip(f"public datasets not found in {path} (set RECLM_DATA_DIR)")
+    return path

@@ -1,0 +1,53 @@
+"""Fixtures for the dataset tests: the bundled demo and the public datasets under RECLM_DATA_DIR."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from reclm_dagster.datasets import Dataset, load_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """RECLM_DATA_DIR, else <repo>/../shared/data (where CI lays the public datasets); skip if absent."""
+    path = Path(os.environ.get("RECLM_DATA_DIR", REPO.parent / "shared" / "data")).expanduser()
+    if not path.is_dir():
+        pytest.skip(f"no public datasets at {path} (set RECLM_DATA_DIR)")
+    return path
+
+
+def _public(root: Path, name: str) -> Path:
+    path = root / name
+    if not path.is_dir():
+        pytest.skip(f"{name} not present under {root}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lastfm_dir(shared_data_dir: Path) -> Path:
+    return _public(shared_data_dir, "hetrec2011-lastfm-2k")
+
+
+@pytest.fixture(scope="session")
+def ml_small_dir(shared_data_dir: Path) -> Path:
+    return _public(shared_data_dir, "ml-latest-small")
+
+
+@pytest.fixture(scope="session")
+def lastfm(lastfm_dir: Path) -> Dataset:
+    return load_dataset(lastfm_dir.name, lastfm_dir.parent)
+
+
+@pytest.fixture(scope="session")
+def ml_small(ml_small_dir: Path) -> Dataset:
+    return load_dataset(ml_small_dir.name, ml_small_dir.parent)
+
+
+@pytest.fixture(scope="session")
+def demo() -> Dataset:
+    return load_dataset("demo")
