@@ -124,59 +124,26 @@ def generate(items: pd.DataFrame, facts: pd.DataFrame, cfg: dict) -> Generated:
     """Users, interactions, descriptions and friend links, deterministically from cfg['seed']."""
     rng = np.random.default_rng(int(cfg["seed"]))
     all_items = list(items["item_id"])
-    titles = dict(zip(items["item_id"], items["title"]))
-    own_tags = facts[facts["relation"] == "tagged_as"].groupby("item_id", sort=False)["entity"].agg(list).to_dict()
-    popularity = 1.0 / (rng.permutation(len(all_items)) + 1.0) ** float(cfg.get("noise_popularity_exponent", 0.8))
-    start = int(pd.Timestamp(cfg["start"], tz="UTC").timestamp())
-    span = int(cfg["span_days"]) * DAY
-    lo, hi = cfg["interactions_per_user"]
+    ctx = {
+        "cfg": cfg,
+        "all_items": all_items,
+        "titles": dict(zip(items["item_id"], items["title"])),
+        "own_tags": facts[facts["relation"] == "tagged_as"].groupby("item_id", sort=False)["entity"].agg(list).to_dict(),
+        "popularity": 1.0 / (rng.permutation(len(all_items)) + 1.0) ** float(cfg.get("noise_popularity_exponent", 0.8)),
+        "start": int(pd.Timestamp(cfg["start"], tz="UTC").timestamp()),
+    }
     inter, desc, who = [], [], []
-
     for persona in cfg["personas"]:
         pool, alpha = persona_pool({"dirichlet_alpha": cfg.get("dirichlet_alpha", 1.0), **persona}, items, facts)
-        lang = persona.get("language", "en")
-        templates = cfg["review_templates"][lang]
         prov = {"_source": PERSONAS, "_line": persona["_line"]}
-        in_pool = set(pool)
-        outside = [k for k, i in enumerate(all_items) if i not in in_pool]
         for j in range(int(persona["users"])):
             uid = f"u{len(who) + 1:04d}"
             who.append((uid, persona["id"]))
-            n = int(rng.integers(lo, hi + 1))
-            k = min(len(pool), int(round(cfg["persona_share"] * n)))
-            liked = [str(i) for i in rng.choice(pool, size=k, replace=False, p=rng.dirichlet(alpha))]
-            p_noise = popularity[outside] / popularity[outside].sum()
-            noise = [all_items[x] for x in rng.choice(outside, size=n - k, replace=False, p=p_noise)]
-            stars = list(rng.choice([3.5, 4.0, 4.5, 5.0], size=k, p=[0.1, 0.25, 0.3, 0.35]))
-            stars += list(rng.choice([1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0], size=n - k, p=[0.1, 0.1, 0.2, 0.2, 0.2, 0.1, 0.1]))
-            t0 = start + int(rng.integers(0, 60 * DAY))
-            times = np.sort(rng.integers(t0, t0 + span, size=n))
-            order = rng.permutation(n)  # which draw happens at which time
-            chosen = liked + noise
-            rows = [(uid, chosen[o], float(stars[o]), int(times[r])) for r, o in enumerate(order)]
-            inter += [dict(user_id=u, item_id=i, weight=w, timestamp=t, **prov) for u, i, w, t in rows]
-
-            seq = iter(range(1, 100))
-
-            def text(kind, value, item=None, rating=None, ts=None):
-                desc.append(dict(description_id=f"demo-{uid}-{next(seq)}", user_id=uid, item_id=item,
-                                 kind=kind, text=value, rating=rating, timestamp=ts, **prov))
-
-            text("profile", persona["profile"][j % len(persona["profile"])], ts=t0)
-            text("request", persona["requests"][j % len(persona["requests"])], ts=int(times[-1]) + 3600)
-            when = {i: t for _, i, _, t in rows}
-            rated = {i: w for _, i, w, _ in rows}
-            n_tags = min(k, int(rng.integers(cfg["tags_per_user"][0], cfg["tags_per_user"][1] + 1)))
-            for item in map(str, rng.choice(liked, size=n_tags, replace=False)):
-                words = list(persona["tags"]) + own_tags.get(item, [])
-                text("tag", str(rng.choice(words)), item=item, ts=when[item] + 600)
-            n_rev = int(rng.integers(cfg["reviews_per_user"][0], cfg["reviews_per_user"][1] + 1))
-            for item in map(str, rng.choice(chosen, size=n_rev, replace=False)):
-                w = rated[item]
-                mood = "good" if w >= 4 else "ok" if w >= 3 else "bad"
-                line = str(rng.choice(templates[mood])).format(title=titles[item])
-                text("review", line, item=item, rating=w, ts=when[item] + 1800)
-
+            rows, texts = _draw_user(rng, j, persona, pool, alpha, ctx)
+            inter += [dict(user_id=uid, item_id=i, weight=w, timestamp=t, **prov) for i, w, t in rows]
+            desc += [dict(description_id=f"demo-{uid}-{n}", user_id=uid, kind=kind, text=text, item_id=item,
+                          rating=rating, timestamp=ts, **prov)
+                     for n, (kind, text, item, rating, ts) in enumerate(texts, start=1)]
     personas = pd.DataFrame(who, columns=["user_id", "persona"])
     return Generated(
         interactions=pd.DataFrame(inter),
@@ -184,6 +151,45 @@ def generate(items: pd.DataFrame, facts: pd.DataFrame, cfg: dict) -> Generated:
         user_links=_friends(rng, personas, cfg),
         personas=personas,
     )
+
+
+def _draw_user(rng: np.random.Generator, j: int, persona: dict, pool: list[str], alpha: np.ndarray, ctx: dict):
+    """One user's (item, stars, time) rows and (kind, text, item, rating, time) descriptions."""
+    cfg, all_items = ctx["cfg"], ctx["all_items"]
+    lo, hi = cfg["interactions_per_user"]
+    n = int(rng.integers(lo, hi + 1))
+    k = min(len(pool), int(round(cfg["persona_share"] * n)))
+    liked = [str(i) for i in rng.choice(pool, size=k, replace=False, p=rng.dirichlet(alpha))]
+    in_pool = set(pool)
+    outside = [x for x, i in enumerate(all_items) if i not in in_pool]
+    weights = ctx["popularity"][outside] / ctx["popularity"][outside].sum()
+    noise = [all_items[x] for x in rng.choice(outside, size=n - k, replace=False, p=weights)]
+    stars = list(rng.choice([3.5, 4.0, 4.5, 5.0], size=k, p=[0.1, 0.25, 0.3, 0.35]))
+    stars += list(rng.choice([1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0], size=n - k, p=[0.1, 0.1, 0.2, 0.2, 0.2, 0.1, 0.1]))
+    t0 = ctx["start"] + int(rng.integers(0, 60 * DAY))
+    times = np.sort(rng.integers(t0, t0 + int(cfg["span_days"]) * DAY, size=n))
+    chosen = liked + noise
+    order = rng.permutation(n)  # which draw happens at which time
+    rows = [(chosen[o], float(stars[o]), int(times[r])) for r, o in enumerate(order)]
+    when = {i: t for i, _, t in rows}
+    rated = {i: w for i, w, _ in rows}
+
+    texts = [
+        ("profile", persona["profile"][j % len(persona["profile"])], None, None, t0),
+        # what they want next: after the last interaction, so it can drive a held-out evaluation
+        ("request", persona["requests"][j % len(persona["requests"])], None, None, int(times[-1]) + 3600),
+    ]
+    n_tags = min(k, int(rng.integers(cfg["tags_per_user"][0], cfg["tags_per_user"][1] + 1)))
+    for item in map(str, rng.choice(liked, size=n_tags, replace=False)):
+        words = list(persona["tags"]) + ctx["own_tags"].get(item, [])
+        texts.append(("tag", str(rng.choice(words)), item, None, when[item] + 600))
+    templates = cfg["review_templates"][persona.get("language", "en")]
+    n_rev = int(rng.integers(cfg["reviews_per_user"][0], cfg["reviews_per_user"][1] + 1))
+    for item in map(str, rng.choice(chosen, size=n_rev, replace=False)):
+        mood = "good" if rated[item] >= 4 else "ok" if rated[item] >= 3 else "bad"
+        line = str(rng.choice(templates[mood])).format(title=ctx["titles"][item])
+        texts.append(("review", line, item, rated[item], when[item] + 1800))
+    return rows, texts
 
 
 def _friends(rng: np.random.Generator, personas: pd.DataFrame, cfg: dict) -> pd.DataFrame:

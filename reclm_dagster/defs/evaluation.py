@@ -3,6 +3,7 @@
 
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -44,13 +45,27 @@ def evaluation(
     start = time.perf_counter()
     result = offline_evaluation(tables, protocol, config, progress=True)
     seconds = time.perf_counter() - start
-    metrics = result.metrics.assign(dataset=dataset, encoder_version=tables.encoder_version, dagster_run_id=context.run_id)
+    metrics = result.metrics.assign(dataset=dataset, encoder_version=tables.encoder_version, dagster_run_id=context.run.run_id)
     with duckdb.get_connection() as con:
-        store.replace_tables(con, schema, {"evaluation_metrics": metrics, "evaluation_split": result.split})
+        store.replace_tables(
+            con,
+            schema,
+            {
+                "evaluation_metrics": metrics,
+                "evaluation_split": result.split,
+                # The lists (user_item_scores) use these weights: chosen on validation, never on test.
+                "fusion_weights": pd.DataFrame(
+                    {"signal": list(result.weights), "weight": list(result.weights.values()),
+                     "chosen_by": "validation" if len(result.tuning) else "config"}
+                ),
+                "fusion_tuning": result.tuning,
+            },
+        )
 
     enc = encoder.get()
     wide = result.wide("all")
-    run_ids = log_to_mlflow(mlflow, dataset, result, protocol, config.as_params(), enc.name, tables.encoder_version, context.run_id)
+    tuned = replace(config, weights=result.weights)
+    run_ids = log_to_mlflow(mlflow, dataset, result, protocol, tuned.as_params(), enc.name, tables.encoder_version, context.run.run_id)
     headline = wide[[c for c in HEADLINE if c in wide.columns]].round(4)
     context.log.info(f"evaluation on {dataset} ({protocol.name()}) in {seconds:.1f}s:\n{headline.to_string()}")
     meta: dict[str, object] = {
@@ -60,6 +75,8 @@ def evaluation(
         "descriptions_removed_for_leakage": result.n_descriptions_removed,
         "metrics": dg.MetadataValue.md(headline.reset_index().to_markdown(index=False)),
         "mlflow_runs": ", ".join(run_ids),
+        "fusion_weights": ", ".join(f"{k}={v:g}" for k, v in result.weights.items()),
+        "fusion_weights_chosen_by": "validation" if len(result.tuning) else "config",
         "seconds": round(seconds, 1),
         **result.counts.as_dict(),
     }

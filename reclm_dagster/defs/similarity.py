@@ -1,6 +1,8 @@
 """Step 4 — similarity: item→item neighbours and user→item candidate scores, sparse top-K tables."""
 
 
+from dataclasses import replace
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -66,15 +68,19 @@ def item_similarity(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
 @dg.asset(
     group_name="similarity",
     partitions_def=dataset_partitions,
-    deps=["text_embeddings", "interactions", "descriptions"],
-    description="Per user, the top candidates by the fused hybrid score with each signal's score (cf, text, lexical). Already-consumed items are excluded.",
+    deps=["text_embeddings", "interactions", "descriptions", "evaluation"],
+    description="Per user, the top candidates by the fused hybrid score with each signal's score (cf, text, lexical), "
+    "fused with the weights the evaluation chose on validation. Already-consumed items are excluded.",
 )
 def user_item_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     cfg = settings.load_config()
     k = int(cfg.get("top_k", 50))
     with duckdb.get_connection() as con:
         tables = DatasetTables.load(con, schema_of(context))
-    config = hybrid_config(cfg)
+        config = hybrid_config(cfg)
+        if store.table_exists(con, schema_of(context), "fusion_weights"):
+            chosen = store.read_df(con, schema_of(context), "fusion_weights")
+            config = replace(config, weights=dict(zip(chosen["signal"], chosen["weight"].astype(float))))
     model, matrix = fit_hybrid(tables, tables.interactions, config=config)
     X = matrix.X
     users = np.arange(len(matrix.users))

@@ -91,6 +91,7 @@ def _metric(name: str):
         vals = metrics_from_hits(hits, n_relevant(relevant), k)[name]
         return vals if per_user else float(vals.mean()) if len(vals) else 0.0
 
+    fn.__name__ = fn.__qualname__ = f"{name}_at_k"
     return fn
 
 

@@ -7,7 +7,8 @@ only, ranking every item the user has not interacted with in train (and validati
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,9 @@ from reclm_dagster.models.hybrid import HybridConfig
 from reclm_dagster.training import DatasetTables, fit_hybrid
 
 MODELS = ("hybrid", "cf", "text", "lexical", "popularity")
+# Fusion weights tried on the validation split (CF's weight stays 1: only ratios matter).
+WEIGHT_GRID = {"text": (0.0, 0.25, 0.5, 1.0), "lexical": (0.0, 0.25, 0.5, 1.0)}
+TUNING_METRIC = "ndcg@10"
 
 
 @dataclass
@@ -28,6 +32,7 @@ class EvaluationProtocol:
     method: str = "random"
     ks: tuple[int, ...] = (5, 10, 20)
     cold_item_max_train: int = 2
+    tune_weights: bool = True
 
     @classmethod
     def from_config(cls, cfg: dict) -> "EvaluationProtocol":
@@ -39,6 +44,7 @@ class EvaluationProtocol:
             method=str(e.get("method", "random")),
             ks=tuple(int(k) for k in e.get("ks", (5, 10, 20))),
             cold_item_max_train=int(e.get("cold_item_max_train", 2)),
+            tune_weights=bool(e.get("tune_weights", True)),
         )
 
     def name(self) -> str:
@@ -62,6 +68,8 @@ class EvaluationResult:
     split: pd.DataFrame  # user_id, item_id, split
     counts: SplitCounts
     n_descriptions_removed: int  # descriptions of held-out pairs dropped before fitting
+    weights: dict[str, float]  # fusion weights used for 'hybrid' (tuned on validation when possible)
+    tuning: pd.DataFrame  # one row per weight combination tried: weights + validation metric
 
     def wide(self, slice_: str = "all") -> pd.DataFrame:
         """One row per model, one column per metric."""
@@ -104,6 +112,11 @@ def offline_evaluation(
     popularity = np.asarray((X_train > 0).sum(axis=0)).ravel()
     cold = popularity <= protocol.cold_item_max_train
 
+    weights, tuning = dict(config.weights), pd.DataFrame()
+    if protocol.tune_weights and X_valid.nnz:
+        weights, tuning = tune_fusion_weights(model, X_train, X_valid, popularity)
+        model.config = replace(model.config, weights=weights)
+
     rows = []
     for name in models:
         result = evaluate(
@@ -121,4 +134,20 @@ def offline_evaluation(
                 if isinstance(value, (int, float, np.floating, np.integer)):
                     rows.append((name, slice_name, metric, float(value)))
     metrics = pd.DataFrame(rows, columns=["model", "slice", "metric", "value"])
-    return EvaluationResult(metrics, split[["user_id", "item_id", "split"]], counts, int((~mask).sum()))
+    return EvaluationResult(metrics, split[["user_id", "item_id", "split"]], counts, int((~mask).sum()), weights, tuning)
+
+
+def tune_fusion_weights(model, X_train, X_valid, popularity, grid=WEIGHT_GRID) -> tuple[dict[str, float], pd.DataFrame]:
+    """Grid-search the hybrid's fusion weights on the validation split (never on test)."""
+    rows = []
+    base = dict(model.config.weights)
+    for values in itertools.product(*grid.values()):
+        weights = {**base, "cf": 1.0, **dict(zip(grid, values))}
+        model.config = replace(model.config, weights=weights)
+        k = int(TUNING_METRIC.split("@")[1])
+        result = evaluate(model.scorer("hybrid", X_train), train_X=X_train, test_X=X_valid, exclude_X=X_train, ks=(k,), item_popularity=popularity)
+        rows.append({**weights, TUNING_METRIC: float(result[TUNING_METRIC])})
+    model.config = replace(model.config, weights=base)
+    table = pd.DataFrame(rows)
+    best = table.loc[table[TUNING_METRIC].idxmax()]
+    return {name: float(best[name]) for name in base if name in best}, table

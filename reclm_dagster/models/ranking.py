@@ -40,7 +40,9 @@ def topk(
     ``exclude`` holds one row per score row (e.g. the users' train items);
     those entries get -inf. Positions that only an excluded (-inf) item could
     fill are returned as index -1, so they can never count as a hit.
-    Ties are broken by lower item index, which keeps results deterministic.
+    The returned list is ordered by score, then by item index; which of several
+    items tied at the k-th score make the cut follows np.argpartition
+    (deterministic for a given input).
     """
     scores = np.array(scores, dtype=np.float32, copy=copy, ndmin=2)
     mask_excluded(scores, exclude)

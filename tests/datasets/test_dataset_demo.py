@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from reclm_dagster.datasets import COLUMNS, DESCRIPTION_KINDS, DOMAINS, load_dataset
+from reclm_dagster.datasets import COLUMNS, DESCRIPTION_KINDS, DOMAINS, DatasetError, load_dataset
 from reclm_dagster.datasets import demo as demo_source
 
 PHONE_SEED = "这款手机电池续航能力强，拍照效果好"
@@ -145,3 +147,13 @@ def test_users_follow_their_persona():
         lambda g: g["item_id"].value_counts().iloc[0] / g["user_id"].nunique(), include_groups=False
     )
     assert (top_share >= 0.6).all(), top_share
+
+
+def test_persona_naming_an_unknown_item_is_reported(tmp_path):
+    for name in ("items.csv", "facts.csv", "personas.yaml"):
+        shutil.copy(demo_source.DEMO_DIR / name, tmp_path / name)
+    text = (tmp_path / "personas.yaml").read_text(encoding="utf-8").replace("favourites: [V01, V02]", "favourites: [V01, V99]")
+    (tmp_path / "personas.yaml").write_text(text, encoding="utf-8")
+    line = next(n for n, row in enumerate(text.splitlines(), start=1) if "id: scifi_fan" in row)
+    with pytest.raises(DatasetError, match=rf"personas.yaml:{line}: persona 'scifi_fan' names unknown items \['V99'\]"):
+        demo_source.load(tmp_path)
