@@ -12,10 +12,11 @@ export RECLM_DATA_DIR ?= $(abspath ../shared/data)
 
 setup: $(STAMP)
 
+# pip compiles bytecode as it installs (the stack imports ~2x faster than without, and this
+# machine sets PYTHONDONTWRITEBYTECODE=1); our own package is compiled explicitly.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	rm -f $(VENV)/.installed-*
-	# pip compiles bytecode as it installs (imports ~2x faster on this machine's PYTHONDONTWRITEBYTECODE=1)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[test]'
 	$(BIN)/python -m compileall -q reclm_dagster
 	touch $@
