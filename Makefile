@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 # Tests and benchmarks read the public datasets from here (CI: the shared/ copy beside the clone).
 export RECLM_DATA_DIR ?= $(abspath ../shared/data)
 
-.PHONY: setup run test test-fast ui bench clean
+.PHONY: setup run test test-fast browser-deps ui bench clean
 
 setup: $(STAMP)
 
@@ -24,11 +24,19 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/reclm run
 
-test: setup
+test: setup browser-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not e2e"
+
+# Headless Chromium + ChromeDriver from Debian for the browser tests of the UIs
+# (skipped, with a message, where they cannot be installed: no root or no apt-get).
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "note: chromium/chromedriver missing and not installable here: browser tests will be skipped"; fi
 
 ui: setup
 	$(BIN)/reclm ui

@@ -28,8 +28,9 @@ def _check_dataset(name: str) -> None:
         )
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    _check_dataset(args.dataset)
+def _execute(dataset: str, encoder: str, log_level: str, asset_names: list[str] | None = None, ops_config: dict | None = None):
+    """Run the asset graph (or a part of it) for one dataset through the Dagster instance in RECLM_HOME."""
+    _check_dataset(dataset)
     from reclm_dagster.defs.resources import ensure_dagster_home
 
     ensure_dagster_home()
@@ -38,30 +39,79 @@ def cmd_run(args: argparse.Namespace) -> int:
     from reclm_dagster.definitions import build_definitions
 
     instance = dg.DagsterInstance.get()
-    if not instance.has_dynamic_partition("datasets", args.dataset):
-        instance.add_dynamic_partitions("datasets", [args.dataset])
+    if not instance.has_dynamic_partition("datasets", dataset):
+        instance.add_dynamic_partitions("datasets", [dataset])
     job = build_definitions().resolve_job_def("reclm_full")
     start = time.perf_counter()
     result = job.execute_in_process(
         instance=instance,
-        partition_key=args.dataset,
+        partition_key=dataset,
         run_config={
-            "resources": {"encoder": {"config": {"model": args.encoder or ""}}},
-            "loggers": {"console": {"config": {"log_level": args.log_level}}},
+            "ops": ops_config or {},
+            "resources": {"encoder": {"config": {"model": encoder or ""}}},
+            "loggers": {"console": {"config": {"log_level": log_level}}},
         },
+        asset_selection=[dg.AssetKey(n) for n in asset_names] if asset_names else None,
         raise_on_error=False,
-        tags={"reclm/cli": "run"},
+        tags={"reclm/cli": "run" if not asset_names else "eval"},
     )
     seconds = time.perf_counter() - start
     if not result.success:
-        failures = [e for e in result.all_events if e.is_step_failure]
-        for event in failures:
-            err = event.step_failure_data.error
-            cause = err.cause if err and err.cause else err
-            print(f"reclm: step {event.step_key} failed: {cause.message.strip() if cause else 'see the Dagster UI'}", file=sys.stderr)
-        print(f"reclm: run {result.run_id} failed; `reclm ui` shows its logs", file=sys.stderr)
-        return 1
+        for event in result.all_events:
+            if event.is_step_failure:
+                err = event.step_failure_data.error
+                cause = err.cause if err and err.cause else err
+                message = cause.message.strip().splitlines()[-1] if cause and cause.message.strip() else "see the Dagster UI"
+                print(f"reclm: step {event.step_key} failed: {message}", file=sys.stderr)
+        raise ReclmError(f"run {result.run_id} failed; `reclm ui` shows its logs")
+    return result, seconds
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    result, seconds = _execute(args.dataset, args.encoder, args.log_level)
     print_summary(args.dataset, result.run_id, seconds)
+    return 0
+
+
+def _materialized(dataset: str, table: str) -> bool:
+    import duckdb
+
+    from reclm_dagster import store
+
+    if not settings.duckdb_path().exists():
+        return False
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
+        return store.table_exists(con, settings.schema_name(dataset), table)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Held-out evaluation of the hybrid, its signals and the baselines on one dataset."""
+    overrides = {
+        "valid_fraction": args.valid_fraction,
+        "test_fraction": args.test_fraction,
+        "seed": args.seed,
+        "method": "temporal" if args.temporal else None,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    # Re-use stored tokens and embeddings when this dataset was materialized before.
+    upstream_done = _materialized(args.dataset, "text_embeddings")
+    names = ["evaluation"] if upstream_done else [
+        "items", "interactions", "descriptions", "catalogue_facts", "user_links", "quarantine",
+        "text_tokens", "text_embeddings", "evaluation",
+    ]
+    _execute(args.dataset, args.encoder, args.log_level, asset_names=names, ops_config={"evaluation": {"config": overrides}})
+    import duckdb
+
+    from reclm_dagster import store
+
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
+        report = json.loads(store.read_df(con, settings.schema_name(args.dataset), "evaluation_report")["json"].iloc[0])
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        from reclm_dagster.evaluation.report import format_report
+
+        print(format_report(report))
     return 0
 
 
@@ -123,6 +173,44 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from reclm_dagster.experiments import COMPARE_METRICS, list_runs
+
+    if not settings.mlflow_dir().exists():
+        raise ReclmError(f"no MLflow store under {settings.mlflow_dir()}: run `reclm run` first")
+    runs = list_runs(args.dataset)
+    if runs.empty:
+        raise ReclmError(f"no finished evaluation runs{' for dataset ' + repr(args.dataset) if args.dataset else ''} in {settings.mlflow_tracking_uri()}")
+    if args.json:
+        out = runs.assign(started=runs["started"].astype(str))
+        print(json.dumps(out.to_dict(orient="records"), indent=2, default=str))
+        return 0
+    cols = ["dataset", "model", "encoder_version", "protocol", "test_fraction", "started", *COMPARE_METRICS]
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 48):
+        print(runs[cols].round(4).to_string(index=False))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from reclm_dagster.datasets.download import REGISTRY, DownloadError, download_dataset, known_datasets
+
+    if not args.name:
+        for name in known_datasets():
+            verified = "sha256 pinned" if REGISTRY[name].sha256 else "unverified (needs --allow-unverified)"
+            print(f"{name:<30} {verified}")
+        return 0
+    data = settings.data_dir() if args.data_dir is None else args.data_dir
+    try:
+        path = download_dataset(args.name, data, base_url=args.base_url, progress=not args.quiet,
+                                overwrite=args.overwrite, allow_unverified=args.allow_unverified)
+    except DownloadError as exc:
+        raise ReclmError(str(exc)) from None
+    print(path)
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """Dagster UI (and MLflow's UI) on 127.0.0.1 over the stores in RECLM_HOME."""
     from reclm_dagster.defs.resources import ensure_dagster_home
@@ -179,6 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="Dagster console log level")
     p.set_defaults(fn=cmd_run)
 
+    p = sub.add_parser("eval", help="held-out evaluation: the hybrid, each signal and the baselines on one split")
+    dataset_arg(p)
+    p.add_argument("--valid-fraction", type=float, default=None, help="per-user share held out for tuning (default 0.1)")
+    p.add_argument("--test-fraction", type=float, default=None, help="per-user share held out for testing (default 0.1)")
+    p.add_argument("--seed", type=int, default=None, help="split seed (default 0)")
+    p.add_argument("--temporal", action="store_true", help="hold out each user's latest interactions instead of a random share")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--encoder", default="", help="local model folder or cached Hugging Face id (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(fn=cmd_eval)
+
     p = sub.add_parser("recommend", help="top items for a user (stored lists) or for a free-text request")
     dataset_arg(p)
     p.add_argument("--user", help="user id")
@@ -187,6 +286,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--encoder", default="", help="the encoder the dataset was embedded with (default: packaged MiniLM)")
     p.set_defaults(fn=cmd_recommend)
+
+    p = sub.add_parser("download", help="fetch a public dataset from its official home, verify its sha256, unpack it into RECLM_DATA_DIR")
+    p.add_argument("name", nargs="?", help="dataset name (omit to list the known ones)")
+    p.add_argument("--data-dir", default=None, help="where to unpack (default: RECLM_DATA_DIR)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing folder of that name")
+    p.add_argument("--allow-unverified", action="store_true", help="accept an archive whose sha256 reclm has not pinned")
+    p.add_argument("--base-url", default=None, help="mirror host that replaces the official one (the path is kept)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_download)
+
+    p = sub.add_parser("compare", help="MLflow evaluation runs side by side (model, encoder version vs metrics), best first")
+    p.add_argument("--dataset", default=None, help="only this dataset's experiment")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(fn=cmd_compare)
 
     p = sub.add_parser("ui", help="start the Dagster UI and MLflow's UI on 127.0.0.1")
     p.add_argument("--port", type=int, default=3000)

@@ -23,3 +23,22 @@ def shared_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"public datasets not found in {path} (set RECLM_DATA_DIR)")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory) -> Path:
+    """A RECLM_HOME where `reclm run` has materialized the whole graph on the bundled demo data
+    (shared by the end-to-end, CLI and browser tests: one run of about a minute)."""
+    from reclm_dagster.cli import main
+
+    home = tmp_path_factory.mktemp("reclm-home")
+    old = os.environ.get("RECLM_HOME")
+    os.environ["RECLM_HOME"] = str(home)
+    try:
+        assert main(["run", "--dataset", "demo"]) == 0
+    finally:
+        if old is None:
+            os.environ.pop("RECLM_HOME", None)
+        else:
+            os.environ["RECLM_HOME"] = old
+    return home

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import demo, folder, lastfm, movielens
+from . import demo, douban, folder, lastfm, movielens, movielens_dat
 from .schema import (
     COLUMNS,
     DESCRIPTION_KINDS,
@@ -42,7 +42,10 @@ class Source:
 
 SOURCES: list[Source] = [
     Source("lastfm", lastfm.detect, lastfm.load, "HetRec Last.fm: user_artists.dat, artists.dat, ..."),
+    Source("douban", douban.detect, douban.load, "Douban movies: movies.csv with MOVIE_ID, NAME (+ ratings.csv, comments.csv)"),
     Source("movielens", movielens.detect, movielens.load, "MovieLens csv: ratings.csv + movies.csv"),
+    Source("movielens-100k", movielens_dat.detect_100k, movielens_dat.load_100k, "MovieLens 100k: u.data + u.item"),
+    Source("movielens-dat", movielens_dat.detect_dat, movielens_dat.load_dat, "MovieLens 1m/10m: '::'-separated ratings.dat + movies.dat"),
     Source("folder", folder.detect, folder.load, "reclm folder: items + interactions (.csv/.tsv/.parquet)"),
 ]
 

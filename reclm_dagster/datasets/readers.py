@@ -17,15 +17,29 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 
 
 def decode(data: bytes) -> str:
-    """UTF-8 (a BOM is dropped); files that are not valid UTF-8 are read as Latin-1.
+    """UTF-8 (a BOM is dropped); lines that are not valid UTF-8 are read as Latin-1.
 
     Latin-1 maps every byte, so the fallback never fails; several public datasets
-    (HetRec tags, ml-100k) ship Latin-1 files next to UTF-8 ones.
+    (HetRec tags, ml-100k, ml-1m) ship Latin-1 files next to UTF-8 ones, and
+    HetRec MovieLens' tags.dat mixes both line by line, hence the per-line fallback.
     """
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        pass
+    lines = []
+    for raw in data.split(b"\n"):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(raw.decode("latin-1"))
+    return "\n".join(lines).removeprefix("\ufeff")
+
+
+def first_line(path: Path) -> str:
+    """The first line of a text file, decoded (used to recognise a layout by its header)."""
+    with open(path, "rb") as fh:
+        return decode(fh.readline(65536)).strip()
 
 
 def with_provenance(df: pd.DataFrame, source: str, lines) -> pd.DataFrame:
@@ -35,20 +49,66 @@ def with_provenance(df: pd.DataFrame, source: str, lines) -> pd.DataFrame:
     return df
 
 
-def read_delimited(path: Path, sep: str = ",", quoting: int = csv.QUOTE_MINIMAL) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_delimited(path: Path, sep: str = ",", quoting: int = csv.QUOTE_MINIMAL,
+                   names: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read a delimited text file as strings, with exact line numbers. Returns (rows, quarantine).
 
     Blank lines are skipped; a record with the wrong number of fields is
     quarantined instead of aborting the load; a record spanning several lines
-    keeps the line it starts on.
+    keeps the line it starts on. ``names`` is for files without a header row
+    (ml-100k's u.data, u.item): the first record is then line 1.
     """
     path = Path(path)
     text = decode(path.read_bytes())
+    if names is not None:  # a synthetic header keeps one code path; lines shift back by one below
+        text = sep.join(names) + "\n" + text
     fast = _read_fast(text, sep, quoting)
     if fast is not None:
         df, lines = fast
-        return with_provenance(df, path.name, lines), _bad_rows([])
-    return _read_exact(text, path.name, sep, quoting)
+        df, bad = with_provenance(df, path.name, lines), _bad_rows([])
+    else:
+        df, bad = _read_exact(text, path.name, sep, quoting)
+    if names is not None:
+        df["_line"] -= 1
+        bad["line"] = bad["line"] - 1
+    return df, bad
+
+
+def split_dat_line(line: str, n_fields: int, free: int | None = None) -> list[str] | None:
+    """Split one '::'-separated MovieLens record (ml-1m, ml-10m); None if it has the wrong shape.
+
+    The field at index ``free`` (a title or tag) may itself contain '::' or end
+    with ':', so the fields before it are split from the left and those after it
+    from the right; the other fields are ids, numbers and genre lists.
+    """
+    if free is None:
+        parts = line.split("::")
+        return parts if len(parts) == n_fields else None
+    head = line.split("::", free)
+    if len(head) != free + 1:
+        return None
+    tail = head[-1].rsplit("::", n_fields - free - 1)
+    if len(tail) != n_fields - free:
+        return None
+    return head[:-1] + tail
+
+
+def read_dat(path: Path, names: list[str], free: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A headerless '::'-separated file line by line (movies.dat, tags.dat, users.dat); bad lines quarantined."""
+    path = Path(path)
+    rows, lines, bad = [], [], []
+    for n, line in enumerate(decode(path.read_bytes()).split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        rec = split_dat_line(line, len(names), free)
+        if rec is None:
+            bad.append((path.name, n, "*", line[:200], f"expected {len(names)} '::'-separated fields"))
+            continue
+        rows.append(rec)
+        lines.append(n)
+    df = pd.DataFrame(rows, columns=names, dtype=object) if rows else pd.DataFrame(columns=names, dtype=object)
+    return with_provenance(df, path.name, lines), _bad_rows(bad)
 
 
 def _read_fast(text: str, sep: str, quoting: int) -> tuple[pd.DataFrame, np.ndarray] | None:

@@ -51,7 +51,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 ENTITY_TYPES = {
     "has_genre": "genre", "directed_by": "person", "starring": "person", "by_artist": "artist",
     "hosted_by": "person", "brand": "brand", "category": "category", "feature": "feature",
-    "tagged_as": "tag", "produced_in": "country", "from_region": "country", "priced_at": "price_band",
+    "tagged_as": "tag", "produced_in": "country", "from_region": "region", "filmed_in": "location",
+    "priced_at": "price_band",
 }
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 

@@ -1,6 +1,7 @@
 """Step 6 — offline evaluation on a held-out split, logged to MLflow (one experiment per dataset)."""
 
 
+import json
 import tempfile
 import time
 from dataclasses import replace
@@ -15,6 +16,7 @@ from reclm_dagster.defs.common import dataset_partitions, schema_of
 from reclm_dagster.defs.resources import EncoderResource, MLflowResource
 from reclm_dagster.evaluation.offline import EvaluationProtocol, offline_evaluation
 from reclm_dagster.evaluation.plots import plot_metrics_at_k
+from reclm_dagster.evaluation.report import eval_json, format_table
 from reclm_dagster.training import DatasetTables, hybrid_config
 
 HEADLINE = ("ndcg@10", "recall@10", "recall@20", "precision@10")
@@ -26,6 +28,21 @@ def mlflow_metric_name(metric: str, slice_: str) -> str:
     return name if slice_ == "all" else f"{slice_}_{name}"
 
 
+class EvaluationConfig(dg.Config):
+    """Overrides of the evaluation protocol in assets/config/default.yaml (None = keep the file's value)."""
+
+    valid_fraction: float | None = None
+    test_fraction: float | None = None
+    seed: int | None = None
+    method: str | None = None  # random | temporal
+
+
+def protocol_for(config: EvaluationConfig | None) -> EvaluationProtocol:
+    protocol = EvaluationProtocol.from_config(settings.load_config())
+    overrides = {k: v for k, v in (config.model_dump() if config else {}).items() if v is not None}
+    return replace(protocol, **overrides)
+
+
 @dg.asset(
     group_name="evaluation",
     partitions_def=dataset_partitions,
@@ -33,17 +50,21 @@ def mlflow_metric_name(metric: str, slice_: str) -> str:
     description="NDCG, Recall, Precision, … at K of the hybrid and of each signal alone, on a held-out per-user split with full ranking.",
 )
 def evaluation(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, mlflow: MLflowResource, encoder: EncoderResource
+    context: dg.AssetExecutionContext,
+    config: EvaluationConfig,
+    duckdb: DuckDBResource,
+    mlflow: MLflowResource,
+    encoder: EncoderResource,
 ) -> dg.MaterializeResult:
     dataset = context.partition_key
     schema = schema_of(context)
     cfg = settings.load_config()
-    protocol = EvaluationProtocol.from_config(cfg)
-    config = hybrid_config(cfg)
+    protocol = protocol_for(config)
+    hybrid = hybrid_config(cfg)
     with duckdb.get_connection() as con:
         tables = DatasetTables.load(con, schema)
     start = time.perf_counter()
-    result = offline_evaluation(tables, protocol, config, progress=True)
+    result = offline_evaluation(tables, protocol, hybrid, progress=True)
     seconds = time.perf_counter() - start
     metrics = result.metrics.assign(dataset=dataset, encoder_version=tables.encoder_version, dagster_run_id=context.run.run_id)
     with duckdb.get_connection() as con:
@@ -58,16 +79,19 @@ def evaluation(
                     {"signal": list(result.weights), "weight": list(result.weights.values()),
                      "chosen_by": "validation" if len(result.tuning) else "config"}
                 ),
-                "fusion_tuning": result.tuning,
+                "fusion_tuning": result.tuning if len(result.tuning.columns)
+                else pd.DataFrame(columns=[*result.weights, "ndcg@10"], dtype=float),
+                # The whole report as JSON: what `reclm eval --json` prints.
+                "evaluation_report": pd.DataFrame({"json": [json.dumps(eval_json(dataset, protocol, result), ensure_ascii=False)]}),
             },
         )
 
     enc = encoder.get()
     wide = result.wide("all")
-    tuned = replace(config, weights=result.weights)
+    tuned = replace(hybrid, weights=result.weights)
     run_ids = log_to_mlflow(mlflow, dataset, result, protocol, tuned.as_params(), enc.name, tables.encoder_version, context.run.run_id)
     headline = wide[[c for c in HEADLINE if c in wide.columns]].round(4)
-    context.log.info(f"evaluation on {dataset} ({protocol.name()}) in {seconds:.1f}s:\n{headline.to_string()}")
+    context.log.info(f"evaluation on {dataset} ({protocol.name()}) in {seconds:.1f}s:\n{format_table(result)}")
     meta: dict[str, object] = {
         "protocol": protocol.name(),
         "encoder_version": tables.encoder_version,
@@ -77,6 +101,7 @@ def evaluation(
         "mlflow_runs": ", ".join(run_ids),
         "fusion_weights": ", ".join(f"{k}={v:g}" for k, v in result.weights.items()),
         "fusion_weights_chosen_by": "validation" if len(result.tuning) else "config",
+        "skipped_models": ", ".join(f"{k}: {v}" for k, v in result.skipped.items()) or "none",
         "seconds": round(seconds, 1),
         **result.counts.as_dict(),
     }
@@ -100,6 +125,7 @@ def log_to_mlflow(mlflow: MLflowResource, dataset, result, protocol, model_param
                 params = {**protocol.as_params(), "model": model, "encoder_name": encoder_name, "encoder_version": encoder_version}
                 if model in ("hybrid", "cf"):
                     params.update(model_params)
+                params.update({f"param_{k}": v for k, v in result.params.get(model, {}).items()})
                 mlf.log_params(params)
                 mlf.log_metrics({mlflow_metric_name(m, s): v for m, s, v in zip(group["metric"], group["slice"], group["value"])})
                 mlf.log_artifact(str(table_path))
@@ -115,3 +141,38 @@ def evaluation_summary(con, dataset: str) -> pd.DataFrame:
         return pd.DataFrame()
     m = store.read_df(con, schema, "evaluation_metrics", where="slice = 'all'")
     return m.pivot(index="model", columns="metric", values="value")
+
+
+# Tolerated drop of the hybrid's NDCG@10 against the best earlier run of the same dataset,
+# encoder and protocol, before the new lists are blocked from replacing the old ones.
+REGRESSION_TOLERANCE = 0.05
+
+
+@dg.asset_check(
+    asset=evaluation,
+    partitions_def=dataset_partitions,
+    blocking=True,
+    description="Fails when the hybrid's NDCG@10 falls more than 5% below the best earlier MLflow run of the same dataset, encoder and protocol.",
+)
+def ndcg_not_regressed(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    from reclm_dagster.experiments import best_earlier_ndcg
+
+    dataset = context.partition_key
+    schema = schema_of(context)
+    with duckdb.get_connection() as con:
+        row = con.execute(
+            f"""SELECT value, encoder_version FROM "{schema}".evaluation_metrics
+                WHERE model = 'hybrid' AND slice = 'all' AND metric = 'ndcg@10'"""
+        ).fetchone()
+        report = json.loads(con.execute(f'SELECT json FROM "{schema}".evaluation_report').fetchone()[0])
+    if row is None:
+        return dg.AssetCheckResult(passed=False, metadata={"reason": "no hybrid NDCG@10 stored"})
+    current, encoder_version = float(row[0]), row[1]
+    protocol = {"protocol": report["protocol"]["method"], "test_fraction": report["protocol"]["test_fraction"]}
+    best = best_earlier_ndcg(dataset, encoder_version, "hybrid", context.run.run_id, protocol)
+    if best is None:
+        return dg.AssetCheckResult(passed=True, metadata={"ndcg_at_10": current, "best_earlier": "none"})
+    return dg.AssetCheckResult(
+        passed=current >= (1 - REGRESSION_TOLERANCE) * best,
+        metadata={"ndcg_at_10": current, "best_earlier": best, "ratio": round(current / best, 4) if best else None},
+    )

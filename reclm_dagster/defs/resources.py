@@ -74,11 +74,15 @@ class MLflowResource(dg.ConfigurableResource):
         import mlflow
 
         self.setup()
+        # MLflow 3's UI opens GenAI pages unless an experiment says it holds model-training runs.
+        kind = {"mlflow.experimentKind": "custom_model_development"}
         exp = mlflow.get_experiment_by_name(name)
         if exp is not None:
+            if exp.tags.get("mlflow.experimentKind") != kind["mlflow.experimentKind"]:
+                mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, *next(iter(kind.items())))
             return exp.experiment_id
         artifacts = settings.mlflow_artifacts_dir() / name
-        return mlflow.create_experiment(name, artifact_location=artifacts.resolve().as_uri())
+        return mlflow.create_experiment(name, artifact_location=artifacts.resolve().as_uri(), tags=kind)
 
     @contextlib.contextmanager
     def start_run(self, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> Iterator[object]:

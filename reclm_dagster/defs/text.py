@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 from reclm_dagster import store
 from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
 from reclm_dagster.defs.resources import EncoderResource
+from reclm_dagster.encoders import cache as embedding_cache
 from reclm_dagster.text.documents import item_documents
 from reclm_dagster.text.normalize import detect_language, normalize, segment
 
@@ -86,19 +87,29 @@ def text_embeddings(context: dg.AssetExecutionContext, duckdb: DuckDBResource, e
     model = encoder.get()
     with duckdb.get_connection() as con:
         docs = store.read_df(con, schema, "text_tokens", "source, id, text")
-    unique, inverse = np.unique(docs["text"].to_numpy(dtype=str), return_inverse=True)
+        unique, inverse = np.unique(docs["text"].to_numpy(dtype=str), return_inverse=True)
+        # Texts met before (this dataset's last run, or any other dataset) come from the
+        # shared cache; only the rest go through the model.
+        found = embedding_cache.lookup(con, model.version, model.dim, unique.tolist())
+    # The connection is closed while the model runs, so DuckDB stays free for other readers.
     start = time.perf_counter()
-    vectors = model.encode(list(unique), progress=True, desc=f"encoding {context.partition_key}")
+    new = model.encode(found.missing_texts, progress=True, desc=f"encoding {context.partition_key}")
     seconds = time.perf_counter() - start
-    table = store.embeddings_table(docs["id"], docs["source"], vectors[inverse], model.version)
+    vectors = found.fill(new)
+    table = store.embeddings_table(docs["id"], docs["source"], vectors[inverse.reshape(-1)], model.version)
     with duckdb.get_connection() as con:
+        embedding_cache.store(con, model.version, found.missing_texts, new)
         store.replace_tables(con, schema, {"text_embeddings": table})
-    rate = len(unique) / seconds if seconds > 0 else float("nan")
-    context.log.info(f"encoded {len(unique)} distinct texts in {seconds:.1f}s ({rate:.0f}/s) with {model.version}")
+    rate = found.misses / seconds if seconds > 0 and found.misses else float("nan")
+    context.log.info(
+        f"{len(unique)} distinct texts: {found.hits} from the cache, {found.misses} encoded in {seconds:.1f}s ({rate:.0f}/s) with {model.version}"
+    )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": table.num_rows,
             "distinct_texts": len(unique),
+            "cache_hits": found.hits,
+            "cache_misses": found.misses,
             "encoder_name": model.name,
             "encoder_version": model.version,
             "dim": model.dim,

@@ -3,22 +3,32 @@
 No leakage: a user's own descriptions of a held-out pair (valid or test) are removed
 before any text profile or model is built, and metrics are computed on held-out pairs
 only, ranking every item the user has not interacted with in train (and validation).
+
+Baselines (Pop, ItemKNN, RP3beta, EASE; see ``evaluation/baselines.py``) run in the
+same call, on the same split and item index: their hyper-parameters, like the hybrid's
+fusion weights, are chosen on validation and every model is reported on test, fitted
+on train only.
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
+from reclm_dagster.evaluation.baselines import BASELINES, EASE_MAX_ITEMS, run_baseline
 from reclm_dagster.evaluation.protocol import evaluate
 from reclm_dagster.evaluation.split import SplitCounts, split_interactions
 from reclm_dagster.models.hybrid import HybridConfig
+from reclm_dagster.models.matrix import InteractionMatrix
 from reclm_dagster.training import DatasetTables, fit_hybrid
 
-MODELS = ("hybrid", "cf", "text", "lexical", "popularity")
+# reclm's hybrid and its single signals; popularity is the 'pop' baseline.
+MODELS = ("hybrid", "cf", "text", "lexical")
+METHODS = ("random", "temporal")
 # Fusion weights tried on the validation split (CF's weight stays 1: only ratios matter).
 WEIGHT_GRID = {"text": (0.0, 0.25, 0.5, 1.0), "lexical": (0.0, 0.25, 0.5, 1.0)}
 TUNING_METRIC = "ndcg@10"
@@ -29,10 +39,14 @@ class EvaluationProtocol:
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 0
-    method: str = "random"
+    method: str = "random"  # 'random' (seeded per-user shuffle) or 'temporal' (latest held out)
     ks: tuple[int, ...] = (5, 10, 20)
     cold_item_max_train: int = 2
     tune_weights: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"evaluation method must be one of {METHODS}, got {self.method!r}")
 
     @classmethod
     def from_config(cls, cfg: dict) -> "EvaluationProtocol":
@@ -69,12 +83,15 @@ class EvaluationResult:
     counts: SplitCounts
     n_descriptions_removed: int  # descriptions of held-out pairs dropped before fitting
     weights: dict[str, float]  # fusion weights used for 'hybrid' (tuned on validation when possible)
-    tuning: pd.DataFrame  # one row per weight combination tried: weights + validation metric
+    tuning: pd.DataFrame  # one row per fusion-weight combination tried: weights + validation metric
+    params: dict[str, dict] = field(default_factory=dict)  # model -> hyper-parameters reported on test
+    baseline_tuning: dict[str, pd.DataFrame] = field(default_factory=dict)  # baseline -> validation grid
+    skipped: dict[str, str] = field(default_factory=dict)  # model -> why it was not run
 
     def wide(self, slice_: str = "all") -> pd.DataFrame:
-        """One row per model, one column per metric."""
+        """One row per model (in run order), one column per metric."""
         m = self.metrics[self.metrics["slice"] == slice_]
-        return m.pivot(index="model", columns="metric", values="value")
+        return m.pivot(index="model", columns="metric", values="value").reindex(pd.unique(m["model"]))
 
 
 def held_out_description_mask(descriptions: pd.DataFrame, held_out: pd.DataFrame) -> np.ndarray:
@@ -86,20 +103,74 @@ def held_out_description_mask(descriptions: pd.DataFrame, held_out: pd.DataFrame
     return ~key.isin(held).to_numpy()
 
 
+def split_for(interactions: pd.DataFrame, protocol: EvaluationProtocol) -> tuple[pd.DataFrame, SplitCounts]:
+    """The protocol's split; a temporal split needs a timestamp on every interaction."""
+    if protocol.method == "temporal":
+        ts = interactions["timestamp"] if "timestamp" in interactions else None
+        if ts is None or ts.isna().any():
+            missing = len(interactions) if ts is None else int(ts.isna().sum())
+            raise ValueError(
+                f"temporal evaluation needs a timestamp on every interaction ({missing} of "
+                f"{len(interactions)} have none); use method='random'"
+            )
+    return split_interactions(
+        interactions,
+        valid_fraction=protocol.valid_fraction,
+        test_fraction=protocol.test_fraction,
+        seed=protocol.seed,
+        method=protocol.method,
+    )
+
+
+def metric_rows(model: str, result: dict) -> list[tuple[str, str, str, float]]:
+    """``evaluate()`` output as (model, slice, metric, value) rows."""
+    rows = []
+    for slice_name, values in (("all", result), ("cold", result.get("cold", {}))):
+        for metric, value in values.items():
+            if isinstance(value, (int, float, np.floating, np.integer)):
+                rows.append((model, slice_name, metric, float(value)))
+    return rows
+
+
+def _run_baselines(names, X_train, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress):
+    """Metric rows, params, validation tables and skip reasons of each baseline."""
+    rows, params, tables, skipped = [], {}, {}, {}
+    for name in names:
+        res = run_baseline(name, X_train, X_valid, X_test, ks=protocol.ks, cold_items=cold,
+                           item_popularity=popularity, metric=TUNING_METRIC,
+                           ease_max_items=ease_max_items, progress=progress)
+        params[name] = res.params
+        if len(res.tuning):
+            tables[name] = res.tuning
+        if res.skipped:
+            skipped[name] = res.skipped
+        else:
+            rows += metric_rows(name, res.metrics)
+    return rows, params, tables, skipped
+
+
+def _hybrid_params(config: HybridConfig, model) -> dict[str, dict]:
+    cf = {"cf_model": config.cf_model}
+    cf.update({"k_neighbors": config.k_neighbors} if config.cf_model == "itemknn" else {"ease_l2": config.ease_l2})
+    return {
+        "hybrid": config.as_params(),
+        "cf": cf,
+        "text": {"description_share": config.description_share},
+        "lexical": {"bm25_k1": model.bm25_.k1, "bm25_b": model.bm25_.b},
+    }
+
+
 def offline_evaluation(
     tables: DatasetTables,
     protocol: EvaluationProtocol,
     config: HybridConfig,
     models: tuple[str, ...] = MODELS,
     progress: bool = False,
+    baselines: tuple[str, ...] = BASELINES,
+    ease_max_items: int = EASE_MAX_ITEMS,
 ) -> EvaluationResult:
-    split, counts = split_interactions(
-        tables.interactions,
-        valid_fraction=protocol.valid_fraction,
-        test_fraction=protocol.test_fraction,
-        seed=protocol.seed,
-        method=protocol.method,
-    )
+    """The hybrid, its single signals and the baselines, on one split, tuned on validation, reported on test."""
+    split, counts = split_for(tables.interactions, protocol)
     train = split[split["split"] == "train"]
     valid = split[split["split"] == "valid"]
     test = split[split["split"] == "test"]
@@ -129,12 +200,51 @@ def offline_evaluation(
             item_popularity=popularity,
             progress=progress,
         )
-        for slice_name, values in (("all", result), ("cold", result.get("cold", {}))):
-            for metric, value in values.items():
-                if isinstance(value, (int, float, np.floating, np.integer)):
-                    rows.append((name, slice_name, metric, float(value)))
+        rows += metric_rows(name, result)
+    params = {m: p for m, p in _hybrid_params(replace(config, weights=weights), model).items() if m in models}
+    del model  # the hybrid's CF may be EASE: free it before the baselines fit theirs
+    gc.collect()
+
+    b_rows, b_params, b_tables, skipped = _run_baselines(
+        baselines, X_train, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress
+    )
+    metrics = pd.DataFrame(rows + b_rows, columns=["model", "slice", "metric", "value"])
+    return EvaluationResult(
+        metrics, split[["user_id", "item_id", "split"]], counts, int((~mask).sum()), weights, tuning,
+        params={**params, **b_params}, baseline_tuning=b_tables, skipped=skipped,
+    )
+
+
+def evaluate_baselines(
+    interactions: pd.DataFrame,
+    protocol: EvaluationProtocol,
+    baselines: tuple[str, ...] = BASELINES,
+    items: np.ndarray | None = None,
+    ease_max_items: int = EASE_MAX_ITEMS,
+    progress: bool = False,
+) -> EvaluationResult:
+    """The baselines alone (no text, no DuckDB) under the same protocol as ``offline_evaluation``.
+
+    The index covers every user and every item of ``interactions`` (or the
+    catalogue ``items``), so test-only items exist, as cold items.
+    """
+    split, counts = split_for(interactions, protocol)
+    users = np.sort(interactions["user_id"].astype(str).unique())
+    if items is None:
+        items = np.sort(interactions["item_id"].astype(str).unique())
+    matrix = InteractionMatrix(split[split["split"] == "train"], users=users, items=items)
+    X_valid, _ = matrix.align(split[split["split"] == "valid"])
+    X_test, _ = matrix.align(split[split["split"] == "test"])
+    popularity = np.asarray((matrix.X > 0).sum(axis=0)).ravel()
+    cold = popularity <= protocol.cold_item_max_train
+    rows, params, tables, skipped = _run_baselines(
+        baselines, matrix.X, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress
+    )
     metrics = pd.DataFrame(rows, columns=["model", "slice", "metric", "value"])
-    return EvaluationResult(metrics, split[["user_id", "item_id", "split"]], counts, int((~mask).sum()), weights, tuning)
+    return EvaluationResult(
+        metrics, split[["user_id", "item_id", "split"]], counts, 0, {}, pd.DataFrame(),
+        params=params, baseline_tuning=tables, skipped=skipped,
+    )
 
 
 def tune_fusion_weights(model, X_train, X_valid, popularity, grid=WEIGHT_GRID) -> tuple[dict[str, float], pd.DataFrame]:

@@ -51,3 +51,18 @@ def ml_small(ml_small_dir: Path) -> Dataset:
 @pytest.fixture(scope="session")
 def demo() -> Dataset:
     return load_dataset("demo")
+
+
+@pytest.fixture(scope="session")
+def douban_dir(shared_data_dir: Path) -> Path:
+    return _public(shared_data_dir, "douban-moviedata-small")
+
+
+@pytest.fixture(scope="session")
+def douban(douban_dir: Path) -> Dataset:
+    return load_dataset(douban_dir.name, douban_dir.parent)
+
+
+@pytest.fixture(scope="session")
+def hetrec_movies_dir(shared_data_dir: Path) -> Path:
+    return _public(shared_data_dir, "hetrec2011-movielens-2k-v2")

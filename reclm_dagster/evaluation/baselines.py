@@ -1,0 +1,177 @@
+"""Baseline CF models run beside reclm's models: a registry, validation tuning, test scoring.
+
+Protocol. Every candidate setting of a baseline's grid is fitted on **train** and
+scored on **validation** (full ranking, train items excluded). The best setting
+by the tuning metric (first one on ties) is the model reported: it stays fitted
+on train only, exactly as the hybrid is (no refit on train+valid), and is scored
+on **test** with the train+valid history excluded. Without a validation split
+(e.g. the 80/20 reference protocol) each baseline uses its documented defaults.
+
+Memory. One fitted model is alive at a time (EASE holds a dense n_items²
+array): test is scored as soon as a candidate leads on validation, so the
+leader never has to be kept while the next candidate is fitted. EASE is
+skipped, with a reason, when the catalogue exceeds ``ease_max_items``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from reclm_dagster.evaluation.protocol import evaluate
+from reclm_dagster.models import EASE, ItemKNN, Popularity, RP3beta
+
+log = logging.getLogger(__name__)
+
+EASE_MAX_ITEMS = 40_000  # one float32 n² array at 40k items is 6.4 GB
+
+
+@dataclass(frozen=True)
+class Baseline:
+    make: Callable[..., object]  # make(**params) -> unfitted model with fit(X) / score(rows, X)
+    grid: dict[str, tuple]  # values tried on validation
+    defaults: dict[str, object]  # used as-is without a validation split; grid values override
+
+
+REGISTRY: dict[str, Baseline] = {
+    "pop": Baseline(lambda: Popularity(), {}, {}),
+    # cosine, no shrink; defaults as in benchmarks/reference_baselines.py
+    "itemknn": Baseline(
+        lambda k_neighbors: ItemKNN(k_neighbors=int(k_neighbors)),
+        {"k_neighbors": (50, 100, 200, 400)},
+        {"k_neighbors": 100},
+    ),
+    "rp3beta": Baseline(
+        lambda alpha, beta, k_neighbors: RP3beta(alpha=alpha, beta=beta, k_neighbors=int(k_neighbors)),
+        {"beta": (0.0, 0.2, 0.35, 0.5)},
+        {"alpha": 1.0, "beta": 0.5, "k_neighbors": 100},
+    ),
+    "ease": Baseline(lambda l2: EASE(l2=float(l2)), {"l2": (50.0, 100.0, 200.0, 500.0, 1000.0)}, {"l2": 200.0}),
+}
+BASELINES = tuple(REGISTRY)
+
+
+@dataclass
+class BaselineResult:
+    name: str
+    params: dict[str, object]  # the setting reported on test
+    metrics: dict | None  # evaluate() on test; None when skipped
+    tuning: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per candidate (empty: defaults)
+    skipped: str | None = None  # why the model was not run
+
+
+def candidates(name: str, grid: dict[str, tuple] | None = None) -> list[dict[str, object]]:
+    """Every setting of ``grid`` (default: the registry's) laid over the defaults."""
+    b = REGISTRY[name]
+    grid = b.grid if grid is None else grid
+    return [{**b.defaults, **dict(zip(grid, values))} for values in itertools.product(*grid.values())]
+
+
+def fit_baseline(name: str, X_train: sp.spmatrix, params: dict[str, object] | None = None):
+    """A registry model fitted on ``X_train`` with ``params`` (default: its defaults)."""
+    b = REGISTRY[name]
+    return b.make(**{**b.defaults, **(params or {})}).fit(sp.csr_matrix(X_train))
+
+
+def _metric_k(metric: str) -> int:
+    try:
+        return int(metric.split("@")[1])
+    except (IndexError, ValueError):
+        raise ValueError(f"tuning metric must look like 'ndcg@10', got {metric!r}") from None
+
+
+def _search(name, X_train, X_valid, grid, metric, item_popularity, on_best=None):
+    """Fit each candidate on train, score validation; call ``on_best(model, params)`` on each new leader."""
+    k = _metric_k(metric)
+    rows, best, best_value = [], None, -np.inf
+    for params in candidates(name, grid):
+        start = time.perf_counter()
+        model = fit_baseline(name, X_train, params)
+        fit_s = time.perf_counter() - start
+        res = evaluate(lambda r: model.score(r, X_train), X_train, X_valid, X_train, ks=(k,),
+                       item_popularity=item_popularity)
+        value = float(res[metric])
+        rows.append({**params, metric: value, "fit_s": round(fit_s, 2)})
+        if value > best_value:  # strict: the first setting wins ties
+            best, best_value = params, value
+            if on_best is not None:
+                on_best(model, params)
+        del model  # an EASE candidate is an n_items² array: freed (refcount) before the next fit
+    table = pd.DataFrame(rows)
+    if best is None:  # every candidate scored NaN (no validation user): fall back to the first
+        best = candidates(name, grid)[0]
+    table["chosen"] = [all(r[p] == v for p, v in best.items()) for r in rows]
+    return dict(best), table
+
+
+def tune_on_validation(
+    name: str,
+    X_train: sp.spmatrix,
+    X_valid: sp.spmatrix,
+    grid: dict[str, tuple] | None = None,
+    metric: str = "ndcg@10",
+    item_popularity: np.ndarray | None = None,
+) -> tuple[dict[str, object], pd.DataFrame]:
+    """``(best_params, table)``: each candidate fitted on train, ranked on validation (train excluded).
+
+    ``table`` has one row per candidate: its parameters, the validation
+    ``metric``, the fit time and whether it was chosen. Test is never touched.
+    """
+    return _search(name, X_train, X_valid, grid, metric, item_popularity)
+
+
+def run_baseline(
+    name: str,
+    X_train: sp.spmatrix,
+    X_valid: sp.spmatrix,
+    X_test: sp.spmatrix,
+    ks=(5, 10, 20),
+    cold_items: np.ndarray | None = None,
+    item_popularity: np.ndarray | None = None,
+    grid: dict[str, tuple] | None = None,
+    metric: str = "ndcg@10",
+    ease_max_items: int = EASE_MAX_ITEMS,
+    progress: bool = False,
+) -> BaselineResult:
+    """Tune on validation (or use the defaults without one), then score test.
+
+    Test ranks every item outside the user's train+valid history; the model is
+    the one fitted on train.
+    """
+    if name not in REGISTRY:
+        raise KeyError(f"unknown baseline {name!r}; known: {', '.join(REGISTRY)}")
+    X_train, X_valid, X_test = (sp.csr_matrix(m) for m in (X_train, X_valid, X_test))
+    n_items = X_train.shape[1]
+    if name == "ease" and n_items > ease_max_items:
+        reason = f"n_items {n_items} > ease_max_items {ease_max_items}: dense n_items² EASE not fitted"
+        log.warning("skipping ease: %s", reason)
+        return BaselineResult(name, {}, None, skipped=reason)
+    history = (X_train + X_valid).tocsr()
+    if item_popularity is None:
+        item_popularity = np.asarray((X_train > 0).sum(axis=0)).ravel()
+
+    def score_test(model) -> dict:
+        return evaluate(lambda r: model.score(r, history), X_train, X_test, history, ks=ks,
+                        cold_items=cold_items, item_popularity=item_popularity, progress=progress)
+
+    grid = REGISTRY[name].grid if grid is None else grid
+    if X_valid.nnz and grid:
+        leader: dict = {}
+        params, table = _search(name, X_train, X_valid, grid, metric, item_popularity,
+                                on_best=lambda model, p: leader.update(metrics=score_test(model)))
+        metrics = leader.get("metrics")
+        if metrics is None:  # no candidate led (all NaN): score the fallback
+            metrics = score_test(fit_baseline(name, X_train, params))
+    else:
+        params, table = dict(REGISTRY[name].defaults), pd.DataFrame()
+        model = fit_baseline(name, X_train, params)
+        metrics = score_test(model)
+        del model
+    return BaselineResult(name, params, metrics, table)

@@ -1,0 +1,133 @@
+"""An evaluation result as JSON (one entry per model) and as a plain-text table."""
+
+from __future__ import annotations
+
+import math
+
+from reclm_dagster.evaluation.offline import TUNING_METRIC, EvaluationProtocol, EvaluationResult
+from reclm_dagster.evaluation.protocol import RANKING_METRICS
+
+BEYOND_ACCURACY = ("coverage", "novelty", "popularity_bias")
+# (header, slice, metric) of format_table's columns
+TABLE_COLUMNS = (
+    ("NDCG@10", "all", "ndcg@10"),
+    ("Recall@10", "all", "recall@10"),
+    ("Recall@20", "all", "recall@20"),
+    ("Precision@10", "all", "precision@10"),
+    ("MAP@10", "all", "map@10"),
+    ("MRR@10", "all", "mrr@10"),
+    ("Coverage@10", "all", "coverage@10"),
+    ("cold NDCG@10", "cold", "ndcg@10"),
+    ("cold Recall@20", "cold", "recall@20"),
+)
+
+
+def _num(value) -> float | None:
+    """A JSON-safe float: NaN (no user to average over) becomes null."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _plain(value):
+    """numpy scalars and tuples inside params as JSON-native values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalar
+        return value.item()
+    return value
+
+
+def _metric_names(ks, families) -> list[str]:
+    return [f"{m}@{k}" for k in sorted(ks) for m in families]
+
+
+def eval_json(dataset: str, protocol: EvaluationProtocol, result: EvaluationResult) -> dict:
+    """``{"dataset", "protocol", "models": {name: {metrics…, "cold": {…}, "params"}}, "split"}``."""
+    wide, cold = result.wide("all"), result.wide("cold")
+    ranking = _metric_names(protocol.ks, RANKING_METRICS)
+    overall = ranking + _metric_names(protocol.ks, BEYOND_ACCURACY)
+    models = {}
+    for name in wide.index:
+        entry = {m: _num(wide.at[name, m]) if m in wide.columns else None for m in overall}
+        has_cold = name in cold.index
+        entry["cold"] = {m: _num(cold.at[name, m]) if has_cold and m in cold.columns else None for m in ranking}
+        entry["params"] = _plain(result.params.get(name, {}))
+        models[str(name)] = entry
+
+    proto = {
+        "name": protocol.name(),
+        "method": protocol.method,
+        "valid_fraction": protocol.valid_fraction,
+        "test_fraction": protocol.test_fraction,
+        "seed": protocol.seed,
+        "ks": list(protocol.ks),
+        "cold_item_max_train": protocol.cold_item_max_train,
+        "ranking": "full ranking over all items; the user's train (+valid) items excluded",
+        "tuning": f"hyper-parameters by {TUNING_METRIC} on validation (defaults without one); "
+                  "models fitted on train only, reported on test",
+    }
+    if result.skipped:
+        proto["skipped"] = dict(result.skipped)
+
+    def first(frame, col):
+        return int(frame[col].dropna().iloc[0]) if col in frame.columns and frame[col].notna().any() else 0
+
+    split = {
+        **result.counts.as_dict(),
+        "n_descriptions_removed": int(result.n_descriptions_removed),
+        "n_test_users": first(wide, "n_users"),
+        "n_cold_test_users": first(cold, "n_users"),
+        "n_cold_items": first(cold, "n_items"),
+    }
+    return {"dataset": dataset, "protocol": proto, "models": models, "split": split}
+
+
+def format_table(result: EvaluationResult) -> str:
+    """Models as rows, best NDCG@10 first; '-' where a metric was not computed."""
+    frames = {"all": result.wide("all"), "cold": result.wide("cold")}
+
+    def value(name, slice_, metric):
+        f = frames[slice_]
+        return float(f.at[name, metric]) if name in f.index and metric in f.columns else float("nan")
+
+    return _render(list(frames["all"].index), value)
+
+
+def format_report(report: dict) -> str:
+    """The same table from an ``eval_json`` report, headed by dataset, protocol and split."""
+    models = report["models"]
+
+    def value(name, slice_, metric):
+        entry = models[name] if slice_ == "all" else models[name].get("cold", {})
+        v = entry.get(metric)
+        return float("nan") if v is None else float(v)
+
+    proto, split = report["protocol"], report["split"]
+    head = [
+        f"dataset {report['dataset']}: {proto['name']}",
+        f"{split.get('n_test_users', 0)} test users ({split.get('n_cold_test_users', 0)} with cold test items), "
+        f"{split.get('n_train', 0)} train / {split.get('n_valid', 0)} valid / {split.get('n_test', 0)} test interactions; "
+        f"{split.get('n_descriptions_removed', 0)} descriptions of held-out pairs removed",
+    ]
+    if proto.get("skipped"):
+        head.append("skipped: " + "; ".join(f"{k} ({v})" for k, v in proto["skipped"].items()))
+    return "\n".join(head + ["", _render(list(models), value)])
+
+
+def _render(names: list, value) -> str:
+    key = [value(n, "all", "ndcg@10") for n in names]
+    order = sorted(range(len(names)), key=lambda i: (-key[i] if not math.isnan(key[i]) else math.inf, i))
+    header = ["model"] + [h for h, _, _ in TABLE_COLUMNS]
+    body = []
+    for i in order:
+        cells = [value(names[i], s, m) for _, s, m in TABLE_COLUMNS]
+        body.append([str(names[i])] + ["-" if math.isnan(c) else f"{c:.4f}" for c in cells])
+    widths = [max(len(r[j]) for r in [header] + body) for j in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
+             for r in [header] + body]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,140 @@
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from reclm_dagster.evaluation import baselines as bl
+from reclm_dagster.evaluation.baselines import REGISTRY, Baseline, run_baseline, tune_on_validation
+from reclm_dagster.evaluation.offline import EvaluationProtocol, evaluate_baselines
+
+
+def _csr(rows: dict[int, list[int]], shape=(2, 30)) -> sp.csr_matrix:
+    pairs = [(u, i) for u, items in rows.items() for i in items]
+    r, c = zip(*pairs) if pairs else ((), ())
+    return sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=shape)
+
+
+def synthetic_interactions(n_users=60, n_items=40, per_user=12, seed=0) -> pd.DataFrame:
+    """Two taste clusters (even / odd items) so neighbour models have signal."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        pool = np.arange(u % 2, n_items, 2)
+        for t, i in enumerate(rng.choice(pool, per_user, replace=False)):
+            rows.append((f"u{u}", f"i{i}", 1.0, 1_000 + 10 * t + u))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "weight", "timestamp"])
+
+
+class Lookup:
+    """Toy model: an oracle of a fixed matrix; other items by descending id (a known order)."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def fit(self, X):
+        return self
+
+    def score(self, rows, X):
+        return self.target[np.asarray(rows)].toarray() + 1e-3 * np.arange(self.target.shape[1])[None, :]
+
+
+class Cheat:
+    """Scores what the user already consumed highest, then low item ids first."""
+
+    def fit(self, X):
+        return self
+
+    def score(self, rows, X):
+        H = sp.csr_matrix(X)[np.asarray(rows)].toarray()
+        return 1000 * H - 1e-3 * np.arange(H.shape[1])[None, :]
+
+
+TRAIN = _csr({0: [0, 1], 1: [0]})
+VALID = _csr({0: [4], 1: [2]})
+TEST = _csr({0: [6], 1: [7]})
+
+
+def test_tuning_picks_the_validation_winner_never_the_test_one(monkeypatch):
+    # 'valid' is an oracle of the validation split, 'test' an oracle of test:
+    # tuning must choose 'valid', and the test figures reported are that model's.
+    targets = {"valid": VALID, "test": TEST}
+    monkeypatch.setitem(REGISTRY, "toy", Baseline(lambda which: Lookup(targets[which]), {"which": ("test", "valid")}, {"which": "test"}))
+    best, table = tune_on_validation("toy", TRAIN, VALID)
+    assert best == {"which": "valid"}
+    assert table.set_index("which")["ndcg@10"].to_dict() == {"test": 0.0, "valid": 1.0}
+    assert table["chosen"].tolist() == [False, True]
+
+    res = run_baseline("toy", TRAIN, VALID, TEST, ks=(5,))
+    assert res.params == {"which": "valid"}
+    assert res.metrics["ndcg@5"] < 1.0  # the test oracle would have scored 1.0
+    # without validation the defaults are used, untuned
+    res0 = run_baseline("toy", TRAIN, _csr({}), TEST, ks=(5,))
+    assert res0.params == {"which": "test"} and res0.tuning.empty and res0.metrics["ndcg@5"] == 1.0
+
+
+def test_ties_keep_the_first_setting(monkeypatch):
+    monkeypatch.setitem(REGISTRY, "toy", Baseline(lambda which: Lookup(VALID), {"which": ("a", "b")}, {"which": "a"}))
+    best, table = tune_on_validation("toy", TRAIN, VALID)
+    assert best == {"which": "a"} and table["chosen"].tolist() == [True, False]
+
+
+def test_train_and_valid_items_earn_no_credit_on_test(monkeypatch):
+    monkeypatch.setitem(REGISTRY, "cheat", Baseline(lambda: Cheat(), {}, {}))
+    # u0's test item 0 is also a train item; u1's test item 2 is a valid item
+    test = _csr({0: [0], 1: [2, 5]})
+    res = run_baseline("cheat", TRAIN, VALID, test, ks=(5,))
+    # u0 has nothing left to find; u1 ranks 1,3,4,5,… (0 and 2 excluded): item 5 at rank 4
+    assert res.metrics["n_users"] == 1
+    assert res.metrics["recall@5"] == 1.0
+    assert res.metrics["ndcg@5"] == pytest.approx(1 / np.log2(5))
+    assert res.metrics["precision@5"] == pytest.approx(1 / 5)
+
+
+def test_real_baselines_tuned_on_validation_and_defaults_without_it():
+    df = synthetic_interactions()
+    res = evaluate_baselines(df, EvaluationProtocol(valid_fraction=0.2, test_fraction=0.2, seed=1))
+    assert list(res.wide().index) == ["pop", "itemknn", "rp3beta", "ease"]
+    assert set(res.baseline_tuning) == {"itemknn", "rp3beta", "ease"}  # pop has nothing to tune
+    for name, table in res.baseline_tuning.items():
+        assert len(table) == len(bl.candidates(name))
+        assert table["chosen"].sum() == 1
+        chosen = table[table["chosen"]].iloc[0]
+        assert chosen["ndcg@10"] == table["ndcg@10"].max()
+        assert all(res.params[name][p] == chosen[p] for p in REGISTRY[name].grid)
+    assert res.params["rp3beta"]["alpha"] == 1.0
+
+    res0 = evaluate_baselines(df, EvaluationProtocol(valid_fraction=0.0, test_fraction=0.2), baselines=("itemknn", "ease"))
+    assert res0.baseline_tuning == {}
+    assert res0.params == {"itemknn": {"k_neighbors": 100}, "ease": {"l2": 200.0}}
+
+
+def test_ease_skipped_above_the_item_cap_with_a_reason():
+    df = synthetic_interactions(n_items=30)
+    res = evaluate_baselines(df, EvaluationProtocol(), baselines=("pop", "ease"), ease_max_items=29)
+    assert "ease_max_items 29" in res.skipped["ease"] and "n_items 30" in res.skipped["ease"]
+    assert set(res.metrics["model"]) == {"pop"}
+    kept = evaluate_baselines(df, EvaluationProtocol(), baselines=("ease",), ease_max_items=30)
+    assert kept.skipped == {} and set(kept.metrics["model"]) == {"ease"}
+
+
+def test_temporal_protocol_holds_out_each_users_latest():
+    df = synthetic_interactions(n_users=20, per_user=10)
+    res = evaluate_baselines(df, EvaluationProtocol(method="temporal", valid_fraction=0.1, test_fraction=0.2), baselines=("pop",))
+    split = res.split.merge(df, on=["user_id", "item_id"])
+    for _, g in split.groupby("user_id"):
+        g = g.sort_values("timestamp")
+        assert g["split"].tolist() == ["train"] * 7 + ["valid"] + ["test"] * 2
+    # a random split of the same data does not
+    rnd = evaluate_baselines(df, EvaluationProtocol(valid_fraction=0.1, test_fraction=0.2), baselines=("pop",))
+    assert not rnd.split.equals(res.split)
+
+
+def test_temporal_needs_timestamps_and_unknown_methods_fail():
+    df = synthetic_interactions(n_users=10).astype({"timestamp": "Int64"})
+    df.loc[3, "timestamp"] = pd.NA
+    with pytest.raises(ValueError, match="timestamp"):
+        evaluate_baselines(df, EvaluationProtocol(method="temporal"), baselines=("pop",))
+    with pytest.raises(ValueError, match="method"):
+        EvaluationProtocol(method="leave-one-out")
+    with pytest.raises(KeyError):
+        run_baseline("nope", TRAIN, VALID, TEST)

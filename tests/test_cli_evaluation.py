@@ -1,0 +1,69 @@
+"""`reclm eval`, `reclm compare` and the NDCG regression check, on the materialized demo."""
+
+import json
+
+import pytest
+
+from reclm_dagster import settings
+from reclm_dagster.cli import main
+
+pytestmark = pytest.mark.e2e
+
+BASELINES = {"pop", "itemknn", "rp3beta", "ease"}
+
+
+@pytest.fixture()
+def home(demo_home, monkeypatch):
+    monkeypatch.setenv("RECLM_HOME", str(demo_home))
+    return demo_home
+
+
+def test_eval_json_on_the_reference_protocol(home, capsys):
+    argv = ["eval", "--dataset", "demo", "--valid-fraction", "0", "--test-fraction", "0.2", "--seed", "0", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dataset"] == "demo"
+    assert report["protocol"]["test_fraction"] == 0.2 and report["protocol"]["valid_fraction"] == 0.0
+    assert {"hybrid", "cf", "text", "lexical"} | BASELINES <= set(report["models"])
+    hybrid = report["models"]["hybrid"]
+    for key in ("ndcg@10", "recall@20", "precision@5", "map@10", "mrr@10", "hit@10", "f1@10", "coverage@10", "novelty@10"):
+        assert hybrid[key] is not None, key
+    assert set(hybrid["cold"]) >= {"ndcg@10", "recall@20"}
+    # with no validation split, EASE falls back to its documented default
+    assert report["models"]["ease"]["params"] == {"l2": 200.0}
+    # every test pair was held out of training
+    assert report["split"]["n_test"] > 0 and report["split"]["n_valid"] == 0
+
+
+def test_eval_table_and_compare(home, capsys):
+    assert main(["eval", "--dataset", "demo"]) == 0
+    table = capsys.readouterr().out
+    assert "NDCG@10" in table and "hybrid" in table and "ease" in table
+    assert main(["compare", "--dataset", "demo", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert {r["model"] for r in runs} >= {"hybrid"} | BASELINES
+    ndcg = [r["ndcg_at_10"] for r in runs]
+    assert ndcg == sorted(ndcg, reverse=True)  # best first
+
+
+def test_regression_check_blocks_a_worse_model(home, capsys):
+    """An earlier run of the same dataset, encoder and protocol that was far better makes the
+    blocking check fail, so `reclm eval` exits non-zero and says which check failed."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri())
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("demo")
+    hybrid = client.search_runs([exp.experiment_id], filter_string="tags.model = 'hybrid'", max_results=1)[0]
+    fake = client.create_run(exp.experiment_id, tags={"model": "hybrid", "dataset": "demo", "dagster_run_id": "earlier"})
+    for key in ("encoder_version", "protocol", "test_fraction"):
+        client.log_param(fake.info.run_id, key, hybrid.data.params[key])
+    client.log_metric(fake.info.run_id, "ndcg_at_10", min(1.0, hybrid.data.metrics["ndcg_at_10"] * 1.5))
+    client.set_terminated(fake.info.run_id)
+    try:
+        assert main(["eval", "--dataset", "demo"]) == 2
+        err = capsys.readouterr().err
+        assert "ndcg_not_regressed" in err
+    finally:
+        client.delete_run(fake.info.run_id)
+    assert main(["eval", "--dataset", "demo"]) == 0
