@@ -5,6 +5,8 @@ import dagster as dg
 from reclm_dagster.defs import evaluation, ingest, kg, recommendations, similarity, text
 from reclm_dagster.defs.jobs import full_pipeline_job
 from reclm_dagster.defs.resources import reclm_resources
+from reclm_dagster.defs.schedules import daily_refresh_schedule
+from reclm_dagster.defs.sensors import inbox_sensor
 
 _modules = [ingest, text, similarity, kg, recommendations, evaluation]
 
@@ -15,6 +17,8 @@ def build_definitions() -> dg.Definitions:
         assets=dg.load_assets_from_modules(_modules),
         asset_checks=dg.load_asset_checks_from_modules(_modules),
         jobs=[full_pipeline_job],
+        sensors=[inbox_sensor],
+        schedules=[daily_refresh_schedule],
         resources=reclm_resources(),
     )
 

@@ -249,11 +249,14 @@ def _append(con, schema: str, kind: str, rows: pd.DataFrame) -> tuple[int, int]:
         con.unregister("_reclm_inbox_rows")
 
 
-def ingest_file(con: duckdb.DuckDBPyConnection, dataset: str, path: Path, sha256: str | None = None) -> IngestResult:
+def ingest_file(con: duckdb.DuckDBPyConnection, dataset: str, path: Path, sha256: str | None = None,
+                replay: bool = False) -> IngestResult:
     """Validate one inbox file and append it to the dataset's tables, all or nothing.
 
     Does not move the file (see ``settle``). A file whose content the ledger already holds
-    for this dataset is not applied again (``already_ingested``).
+    for this dataset is not applied again (``already_ingested``) — except with ``replay``,
+    used when the raw tables were rebuilt from the source folder and the files that already
+    went through the inbox must be re-applied on top.
     """
     path = Path(path)
     kind = file_kind(path)
@@ -270,7 +273,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, dataset: str, path: Path, sha256
     _ensure_ledger(con)
     con.execute("BEGIN TRANSACTION")
     try:
-        if already_ingested(con, dataset, result.sha256):
+        if not replay and already_ingested(con, dataset, result.sha256):
             result.already_ingested = True
         elif not dataset_ready(con, dataset):
             result.problems.append(Problem(path.name, 0, "*", dataset, f"dataset {dataset!r} has no stored tables (schema {schema}); materialize it first"))
@@ -279,6 +282,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, dataset: str, path: Path, sha256
             result.problems.extend(problems)
             if result.accepted:
                 result.inserted, result.updated = _append(con, schema, kind, rows)
+            if result.accepted and not replay:
                 con.execute(
                     f"INSERT INTO {LEDGER} (dataset, sha256, file, kind, rows_inserted, rows_updated) VALUES (?, ?, ?, ?, ?, ?)",
                     [dataset, result.sha256, path.name, kind, result.inserted, result.updated],
@@ -292,6 +296,15 @@ def ingest_file(con: duckdb.DuckDBPyConnection, dataset: str, path: Path, sha256
         raise
     result.problems.sort(key=lambda p: (p.line, p.field))
     return result
+
+
+def replay_processed(con: duckdb.DuckDBPyConnection, dataset: str) -> list[IngestResult]:
+    """Re-apply, oldest first, the files this dataset's inbox already accepted (after a rebuild)."""
+    folder = inbox_root() / dataset / PROCESSED
+    if not folder.is_dir():
+        return []
+    files = sorted((p for p in folder.iterdir() if file_kind(p) is not None), key=lambda p: (p.stat().st_mtime, p.name))
+    return [ingest_file(con, dataset, path, replay=True) for path in files]
 
 
 def stored_counts(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, int]:

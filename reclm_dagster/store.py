@@ -21,6 +21,8 @@ def replace_tables(con: duckdb.DuckDBPyConnection, schema: str, tables: Mapping[
     try:
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         for name, frame in tables.items():
+            if isinstance(frame, pd.DataFrame):
+                frame = _typed_empty_columns(frame)
             view = f"_reclm_src_{name}"
             con.register(view, frame)
             con.execute(f'CREATE OR REPLACE TABLE "{schema}"."{name}" AS SELECT * FROM {view}')
@@ -33,12 +35,19 @@ def replace_tables(con: duckdb.DuckDBPyConnection, schema: str, tables: Mapping[
     return counts
 
 
+def _typed_empty_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """All-null object columns as strings: DuckDB would store them with type NULL, which
+    nothing can later be appended to (e.g. a dataset without any item-level descriptions)."""
+    empty = [c for c in frame.columns if frame[c].dtype == object and frame[c].isna().all()]
+    return frame.astype({c: "string" for c in empty}) if empty else frame
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    row = con.execute(
+    rows = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         [schema, name],
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()  # fetchall closes the result; an open one breaks a later register() on this connection
+    return bool(rows and rows[0][0])
 
 
 def read_df(con: duckdb.DuckDBPyConnection, schema: str, name: str, columns: str = "*", where: str = "") -> pd.DataFrame:

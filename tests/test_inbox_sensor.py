@@ -197,3 +197,24 @@ def test_sensor_rejects_bad_files_and_skips_unknown_datasets(home, evaluate):
     assert (home / "inbox" / DS / "rejected" / "interactions_bad.csv.reason.txt").exists()
     assert waiting.exists()  # left for when the dataset exists
     assert "interactions_bad.csv" not in cursor  # a fixed catalogue may accept it later
+
+
+def test_a_rebuild_of_the_raw_tables_replays_what_the_inbox_accepted(home):
+    """raw_dataset reloads the source folder; files the inbox accepted must come back on top."""
+    path = drop(home, "interactions_new.csv", "user_id,item_id,weight\nu9,i3,4\n")
+    result = ingest(path)
+    assert result.accepted
+    inbox.settle(path, result)
+    before = table("interactions")
+    assert "u9" in set(before["user_id"])
+    # the rebuild: the source's two interactions only
+    with duckdb.connect(str(settings.duckdb_path())) as con:
+        store.replace_tables(con, SCHEMA, {"interactions": before[before["user_id"] != "u9"]})
+        replayed = inbox.replay_processed(con, DS)
+    assert [r.accepted for r in replayed] == [True]
+    after = table("interactions")
+    assert len(after) == len(before) and "u9" in set(after["user_id"])
+    # replaying does not write the ledger twice: the sensor still sees the file as done
+    with duckdb.connect(str(settings.duckdb_path())) as con:
+        assert inbox.already_ingested(con, DS, result.sha256)
+        assert con.execute(f"SELECT count(*) FROM {inbox.LEDGER}").fetchall()[0][0] == 1

@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 from reclm_dagster import settings, store
 from reclm_dagster.datasets import load_dataset
 from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
+from reclm_dagster.inbox import replay_processed
 
 RAW_TABLES = {
     "items": "Catalogue: id, title, free-text description, domain (video/audio/product), language.",
@@ -36,11 +37,18 @@ def raw_dataset(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
     }
     with duckdb.get_connection() as con:
         store.replace_tables(con, schema_of(context), frames)
+        # Files that arrived through the inbox live only in the stored tables: put them back.
+        replayed = replay_processed(con, name)
+        for table in ("interactions", "descriptions"):
+            frames[table] = store.read_df(con, schema_of(context), table)
+    for result in replayed:
+        if not result.accepted:
+            context.log.warning(f"inbox file {result.file} no longer applies: {result.reason_text()}")
     if len(dataset.quarantine):
         context.log.warning(f"{len(dataset.quarantine)} rows quarantined in {name}; see table quarantine")
     context.log.info(", ".join(f"{k}={len(v)}" for k, v in frames.items()))
     for key, frame in frames.items():
-        yield dg.MaterializeResult(asset_key=key, metadata=table_meta(frame, dataset=name))
+        yield dg.MaterializeResult(asset_key=key, metadata=table_meta(frame, dataset=name, inbox_files_replayed=len(replayed)))
 
 
 @dg.asset_check(asset="interactions", partitions_def=dataset_partitions, blocking=True, description="Every interaction names a stored user and catalogue item, with a positive weight.")

@@ -9,6 +9,10 @@ import pandas as pd
 # the descriptions table and the knowledge graph instead.
 USER_DERIVED_RELATIONS = frozenset({"tagged_as"})
 
+# An item's document reads like a short synopsis: a film filmed in 40 places is described by
+# its first few, which keeps texts under the encoder's window and encoding fast.
+MAX_ENTITIES_PER_RELATION = 6
+
 RELATION_LABELS = {
     "has_genre": "Genres",
     "directed_by": "Director",
@@ -29,7 +33,7 @@ def item_documents(items: pd.DataFrame, facts: pd.DataFrame) -> pd.Series:
     fact_text: dict[str, str] = {}
     if len(catalogue):
         grouped = catalogue.groupby(["item_id", "relation"], sort=False)["entity"].agg(
-            lambda s: ", ".join(dict.fromkeys(map(str, s)))
+            lambda s: ", ".join(list(dict.fromkeys(map(str, s)))[:MAX_ENTITIES_PER_RELATION])
         )
         parts: dict[str, list[str]] = {}
         for (item_id, relation), names in grouped.items():

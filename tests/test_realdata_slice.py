@@ -1,0 +1,54 @@
+"""The whole graph and `reclm eval` on a slice of real data (ml-latest-small, first users),
+so CI exercises the real-data code path in seconds; the full datasets are heavy runs."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from reclm_dagster.cli import main
+
+pytestmark = [pytest.mark.e2e, pytest.mark.realdata]
+
+N_USERS = 25
+
+
+@pytest.fixture(scope="module")
+def slice_env(shared_data_dir, tmp_path_factory):
+    src = shared_data_dir / "ml-latest-small"
+    if not src.is_dir():
+        pytest.skip("ml-latest-small not in RECLM_DATA_DIR")
+    data = tmp_path_factory.mktemp("data")
+    out = data / "ml-slice"
+    out.mkdir()
+    ratings = pd.read_csv(src / "ratings.csv")
+    ratings = ratings[ratings["userId"] <= N_USERS]
+    movies = pd.read_csv(src / "movies.csv")
+    movies = movies[movies["movieId"].isin(ratings["movieId"])]
+    tags = pd.read_csv(src / "tags.csv")
+    tags = tags[tags["movieId"].isin(movies["movieId"])]
+    links = pd.read_csv(src / "links.csv", dtype=str)
+    links = links[links["movieId"].astype(int).isin(movies["movieId"])]
+    ratings.to_csv(out / "ratings.csv", index=False)
+    movies.to_csv(out / "movies.csv", index=False)
+    tags.to_csv(out / "tags.csv", index=False)
+    links.to_csv(out / "links.csv", index=False)
+    return data, tmp_path_factory.mktemp("home"), len(ratings), len(movies)
+
+
+def test_run_and_eval_on_a_real_slice(slice_env, monkeypatch, capsys):
+    data, home, n_ratings, n_movies = slice_env
+    monkeypatch.setenv("RECLM_DATA_DIR", str(data))
+    monkeypatch.setenv("RECLM_HOME", str(home))
+    monkeypatch.setenv("RECLM_HETREC_MOVIELENS_DIR", "")  # the slice has no sibling metadata folder
+    assert main(["run", "--dataset", "ml-slice"]) == 0
+    summary = capsys.readouterr().out
+    assert "interactions" in summary and f"{n_ratings:,}" in summary
+    assert main(["eval", "--dataset", "ml-slice", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    models = report["models"]
+    # every model was fitted, tuned and scored on held-out pairs of real users
+    for name in ("hybrid", "itemknn", "rp3beta", "ease", "pop"):
+        assert models[name]["ndcg@10"] is not None and models[name]["recall@20"] is not None
+    assert models["hybrid"]["ndcg@10"] > 0 and models["ease"]["params"]["l2"] in (50.0, 100.0, 200.0, 500.0, 1000.0)
+    assert report["split"]["n_test"] > 0 and report["split"]["n_valid"] > 0
