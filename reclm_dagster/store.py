@@ -85,3 +85,10 @@ def read_embeddings(con: duckdb.DuckDBPyConnection, schema: str, source: str, na
     dim = col.type.list_size
     vectors = col.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(ids), dim)
     return ids, vectors
+
+
+def read_knowledge_graph(con: duckdb.DuckDBPyConnection, schema: str):
+    """The stored knowledge graph of a dataset (kg_entities + kg_triples)."""
+    from reclm_dagster.kg import KnowledgeGraph
+
+    return KnowledgeGraph(entities=read_df(con, schema, "kg_entities"), triples=read_df(con, schema, "kg_triples"))

@@ -52,3 +52,44 @@ def test_run_and_eval_on_a_real_slice(slice_env, monkeypatch, capsys):
         assert models[name]["ndcg@10"] is not None and models[name]["recall@20"] is not None
     assert models["hybrid"]["ndcg@10"] > 0 and models["ease"]["params"]["l2"] in (50.0, 100.0, 200.0, 500.0, 1000.0)
     assert report["split"]["n_test"] > 0 and report["split"]["n_valid"] > 0
+
+
+def _filter_lines(src, dst, keep) -> int:
+    """Copy a tab-separated HetRec file byte for byte (its encoding untouched), header plus
+    the rows for which keep(fields) is true."""
+    lines = src.read_bytes().splitlines(keepends=True)
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and keep(ln.rstrip(b"\r\n").split(b"\t"))]
+    dst.write_bytes(b"".join(kept))
+    return len(kept) - 1
+
+
+def test_eval_on_a_lastfm_slice(shared_data_dir, tmp_path, monkeypatch, capsys):
+    src = shared_data_dir / "hetrec2011-lastfm-2k"
+    if not src.is_dir():
+        pytest.skip("hetrec2011-lastfm-2k not in RECLM_DATA_DIR")
+    out = tmp_path / "data" / "lastfm-slice"
+    out.mkdir(parents=True)
+    users = {str(u).encode() for u in range(2, 2 + 60)}  # Last.fm user ids start at 2
+    artists: set[bytes] = set()
+
+    def keep_play(f):
+        if f[0] in users:
+            artists.add(f[1])
+            return True
+        return False
+
+    n_plays = _filter_lines(src / "user_artists.dat", out / "user_artists.dat", keep_play)
+    _filter_lines(src / "artists.dat", out / "artists.dat", lambda f: f[0] in artists)
+    _filter_lines(src / "user_taggedartists.dat", out / "user_taggedartists.dat", lambda f: f[0] in users and f[1] in artists)
+    _filter_lines(src / "user_friends.dat", out / "user_friends.dat", lambda f: f[0] in users and f[1] in users)
+    (out / "tags.dat").write_bytes((src / "tags.dat").read_bytes())
+
+    monkeypatch.setenv("RECLM_DATA_DIR", str(out.parent))
+    monkeypatch.setenv("RECLM_HOME", str(tmp_path / "home"))
+    assert main(["eval", "--dataset", "lastfm-slice", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    split = report["split"]
+    assert split["n_train"] + split["n_valid"] + split["n_test"] == n_plays
+    assert split["n_descriptions_removed"] > 0  # users' tags on their held-out artists were dropped
+    for name in ("hybrid", "cf", "text", "lexical", "pop", "itemknn", "rp3beta", "ease"):
+        assert report["models"][name]["ndcg@10"] is not None

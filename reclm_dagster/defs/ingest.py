@@ -4,7 +4,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from reclm_dagster import settings, store
+from reclm_dagster import checks, settings, store
 from reclm_dagster.datasets import load_dataset
 from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
 from reclm_dagster.inbox import replay_processed
@@ -51,15 +51,9 @@ def raw_dataset(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
         yield dg.MaterializeResult(asset_key=key, metadata=table_meta(frame, dataset=name, inbox_files_replayed=len(replayed)))
 
 
-@dg.asset_check(asset="interactions", partitions_def=dataset_partitions, blocking=True, description="Every interaction names a stored user and catalogue item, with a positive weight.")
+@dg.asset_check(asset="interactions", partitions_def=dataset_partitions, blocking=True,
+                description="Every interaction names a stored catalogue item, with a positive weight.")
 def interactions_reference_catalogue(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    schema = settings.schema_name(context.partition_key)
     with duckdb.get_connection() as con:
-        unknown, bad_weight = con.execute(
-            f'''SELECT count(*) FILTER (WHERE i.item_id IS NULL), count(*) FILTER (WHERE NOT (x.weight > 0))
-                FROM "{schema}".interactions x LEFT JOIN "{schema}".items i USING (item_id)'''
-        ).fetchone()
-    return dg.AssetCheckResult(
-        passed=unknown == 0 and bad_weight == 0,
-        metadata={"unknown_items": int(unknown), "non_positive_weights": int(bad_weight)},
-    )
+        passed, meta = checks.interactions_valid(con, schema_of(context))
+    return dg.AssetCheckResult(passed=passed, metadata=meta)

@@ -4,7 +4,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from reclm_dagster import store
+from reclm_dagster import checks, store
 from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
 from reclm_dagster.kg import build_knowledge_graph, co_consumption_triples
 
@@ -40,11 +40,6 @@ def knowledge_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
 
 @dg.asset_check(asset="kg_triples", partitions_def=dataset_partitions, blocking=True, description="Every triple's head and tail is a stored entity.")
 def triples_reference_entities(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    schema = schema_of(context)
     with duckdb.get_connection() as con:
-        dangling = con.execute(
-            f'''SELECT count(*) FROM "{schema}".kg_triples t
-                WHERE t.head NOT IN (SELECT entity_id FROM "{schema}".kg_entities)
-                   OR t.tail NOT IN (SELECT entity_id FROM "{schema}".kg_entities)'''
-        ).fetchone()[0]
-    return dg.AssetCheckResult(passed=dangling == 0, metadata={"dangling_triples": int(dangling)})
+        passed, meta = checks.triples_valid(con, schema_of(context))
+    return dg.AssetCheckResult(passed=passed, metadata=meta)

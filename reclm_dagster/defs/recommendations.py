@@ -7,16 +7,12 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from reclm_dagster import settings, store
+from reclm_dagster import checks, settings, store
 from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
-from reclm_dagster.kg import KnowledgeGraph, explain_many, verify_path
+from reclm_dagster.kg import KnowledgeGraph, explain_many
 from reclm_dagster.kg.build import node_type, node_value
 
 FACT_LIMIT = 5  # entities shown per relation in a list
-
-
-def load_kg(con, schema: str) -> KnowledgeGraph:
-    return KnowledgeGraph(entities=store.read_df(con, schema, "kg_entities"), triples=store.read_df(con, schema, "kg_triples"))
 
 
 def facts_by_item(kg: KnowledgeGraph, item_ids) -> dict[str, str]:
@@ -65,7 +61,7 @@ def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
         descriptions = store.read_df(con, schema, "descriptions", "description_id, user_id, item_id")
         tokens = store.read_df(con, schema, "text_tokens", "source, id, tokens")
         items = store.read_df(con, schema, "items", "item_id, title, domain")
-        kg = load_kg(con, schema)
+        kg = store.read_knowledge_graph(con, schema)
     titles = dict(zip(items["item_id"].astype(str), items["title"].astype(str)))
     explained = explain_many(recs, interactions, kg, matched_terms_fn=matched_terms_fn(descriptions, tokens), titles=titles)
     facts = facts_by_item(kg, recs["item_id"].unique())
@@ -91,18 +87,6 @@ def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
 @dg.asset_check(asset=recommendations, partitions_def=dataset_partitions, blocking=True,
                 description="No duplicate (user, item), no item the user already consumed, every explanation path exists in the graph.")
 def recommendations_are_valid(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    schema = schema_of(context)
     with duckdb.get_connection() as con:
-        duplicates = con.execute(
-            f'SELECT count(*) - count(DISTINCT (user_id, item_id)) FROM "{schema}".recommendations'
-        ).fetchone()[0]
-        consumed = con.execute(
-            f'SELECT count(*) FROM "{schema}".recommendations r JOIN "{schema}".interactions x USING (user_id, item_id)'
-        ).fetchone()[0]
-        paths = con.execute(f'SELECT explanation_path FROM "{schema}".recommendations').fetchall()
-        kg = load_kg(con, schema)
-    invalid = sum(1 for (p,) in paths if p and not verify_path(kg, [tuple(e) for e in json.loads(p)]))
-    return dg.AssetCheckResult(
-        passed=duplicates == 0 and consumed == 0 and invalid == 0,
-        metadata={"duplicate_pairs": int(duplicates), "already_consumed": int(consumed), "invalid_paths": invalid},
-    )
+        passed, meta = checks.recommendations_valid(con, schema_of(context))
+    return dg.AssetCheckResult(passed=passed, metadata=meta)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from reclm_dagster import store
+from reclm_dagster import checks, store
 from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
 from reclm_dagster.defs.resources import EncoderResource
 from reclm_dagster.encoders import cache as embedding_cache
@@ -120,16 +120,9 @@ def text_embeddings(context: dg.AssetExecutionContext, duckdb: DuckDBResource, e
     )
 
 
-@dg.asset_check(asset=text_embeddings, partitions_def=dataset_partitions, blocking=True, description="No NaN embeddings; every vector has unit norm.")
+@dg.asset_check(asset=text_embeddings, partitions_def=dataset_partitions, blocking=True,
+                description="No NaN embeddings, unit norms, one embedding per item and per description.")
 def embeddings_are_unit_vectors(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    schema = schema_of(context)
     with duckdb.get_connection() as con:
-        norms = []
-        for source in ("item", "description"):
-            _, vectors = store.read_embeddings(con, schema, source)
-            if vectors.size:
-                norms.append(np.linalg.norm(vectors, axis=1))
-    norms_all = np.concatenate(norms) if norms else np.zeros(0)
-    n_nan = int(np.isnan(norms_all).sum())
-    worst = float(np.nanmax(np.abs(norms_all - 1))) if norms_all.size else 0.0
-    return dg.AssetCheckResult(passed=n_nan == 0 and worst < 1e-3, metadata={"nan_vectors": n_nan, "max_norm_deviation": worst})
+        passed, meta = checks.embeddings_valid(con, schema_of(context))
+    return dg.AssetCheckResult(passed=passed, metadata=meta)
