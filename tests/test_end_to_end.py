@@ -73,6 +73,9 @@ def test_evaluation_is_logged_to_a_finished_mlflow_run(materialized):
     for key in ("ndcg_at_10", "recall_at_10", "recall_at_20", "precision_at_10"):
         assert 0.0 <= hybrid.data.metrics[key] <= 1.0
     assert hybrid.data.params["encoder_version"].startswith("sentence-transformers/all-MiniLM-L6-v2@")
+    assert hybrid.data.tags["dagster_run_id"] and hybrid.data.tags["git_commit"]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(hybrid.info.run_id)}
+    assert {"metrics.csv", "metrics_at_k.png", "popularity_bias.png"} <= artifacts
     # the demo's users have learnable tastes: the hybrid must beat popularity on held-out pairs
     assert hybrid.data.metrics["ndcg_at_10"] > by_model["pop"].data.metrics["ndcg_at_10"]
 

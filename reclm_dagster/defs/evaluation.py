@@ -15,7 +15,7 @@ from reclm_dagster import settings, store
 from reclm_dagster.defs.common import dataset_partitions, schema_of
 from reclm_dagster.defs.resources import EncoderResource, MLflowResource
 from reclm_dagster.evaluation.offline import EvaluationProtocol, offline_evaluation
-from reclm_dagster.evaluation.plots import plot_metrics_at_k
+from reclm_dagster.evaluation.plots import plot_metrics_at_k, plot_popularity_bias
 from reclm_dagster.evaluation.report import eval_json, format_table
 from reclm_dagster.training import DatasetTables, hybrid_config
 
@@ -119,6 +119,7 @@ def log_to_mlflow(mlflow: MLflowResource, dataset, result, protocol, model_param
         table_path = Path(tmp) / "metrics.csv"
         result.metrics.to_csv(table_path, index=False)
         plot_path = plot_metrics_at_k(result.metrics, Path(tmp) / "metrics_at_k.png", f"{dataset}: {protocol.name()}")
+        bias_path = plot_popularity_bias(result.metrics, Path(tmp) / "popularity_bias.png", f"{dataset}: popularity bias and coverage at 10")
         for model, group in result.metrics.groupby("model", sort=False):
             tags = {"dagster_run_id": dagster_run_id, "dataset": dataset, "model": model}
             with mlflow.start_run(dataset, run_name=f"{model} · {encoder_version}", tags=tags) as run:
@@ -130,6 +131,7 @@ def log_to_mlflow(mlflow: MLflowResource, dataset, result, protocol, model_param
                 mlf.log_metrics({mlflow_metric_name(m, s): v for m, s, v in zip(group["metric"], group["slice"], group["value"])})
                 mlf.log_artifact(str(table_path))
                 mlf.log_artifact(str(plot_path))
+                mlf.log_artifact(str(bias_path))
                 run_ids.append(run.info.run_id)
     return run_ids
 

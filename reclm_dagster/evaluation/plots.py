@@ -31,3 +31,27 @@ def plot_metrics_at_k(metrics: pd.DataFrame, path: Path, title: str, names=("ndc
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_popularity_bias(metrics: pd.DataFrame, path: Path, title: str, k: int = 10) -> Path:
+    """Per model: share of the top-k from the 10% most popular items, beside catalogue coverage."""
+    m = metrics[metrics["slice"] == "all"]
+    wide = m.pivot(index="model", columns="metric", values="value")
+    cols = [c for c in (f"popularity_bias@{k}", f"coverage@{k}") if c in wide.columns]
+    wide = wide[cols].sort_values(cols[0]) if cols else wide
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(wide) + 1.6))
+    height = 0.8 / max(len(cols), 1)
+    for n, col in enumerate(cols):
+        ax.barh([i + n * height for i in range(len(wide))], wide[col], height=height, label=col)
+    ax.set_yticks([i + height * (len(cols) - 1) / 2 for i in range(len(wide))])
+    ax.set_yticklabels(wide.index)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
