@@ -13,7 +13,7 @@ from reclm_dagster.models.fusion import linear_fusion
 from reclm_dagster.models.ranking import topk
 from reclm_dagster.text.bm25 import BM25
 from reclm_dagster.text.normalize import segment
-from reclm_dagster.training import DatasetTables, fit_hybrid, hybrid_config
+from reclm_dagster.training import DatasetTables, chosen_hybrid_config, fit_hybrid
 
 
 class ReclmError(Exception):
@@ -76,6 +76,7 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
     try:
         tables = DatasetTables.load(con, schema)
         facts = store.read_df(con, schema, "recommendations", "DISTINCT item_id, facts")
+        config = chosen_hybrid_config(con, schema, cfg)
     finally:
         con.close()
     if tables.encoder_version != encoder.version:
@@ -92,7 +93,7 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
     exclude = None
     user_scores = None
     if user_id is not None:
-        model, matrix = fit_hybrid(tables, tables.interactions, config=hybrid_config(cfg))
+        model, matrix = fit_hybrid(tables, tables.interactions, config=config)
         if user_id not in matrix.user_index:
             raise ReclmError(f"unknown user '{user_id}' in dataset '{dataset}'")
         row = np.array([matrix.user_index[user_id]])

@@ -94,3 +94,14 @@ def hybrid_config(cfg: dict) -> HybridConfig:
         weights={k: float(v) for k, v in h.get("weights", {"cf": 1.0, "text": 0.5, "lexical": 0.5}).items()},
         description_share=float(h.get("description_share", 0.5)),
     )
+
+
+def chosen_hybrid_config(con: duckdb.DuckDBPyConnection, schema: str, cfg: dict) -> HybridConfig:
+    """The configured hybrid with the fusion weights the evaluation chose on validation, if stored."""
+    from dataclasses import replace
+
+    config = hybrid_config(cfg)
+    if store.table_exists(con, schema, "fusion_weights"):
+        chosen = store.read_df(con, schema, "fusion_weights")
+        config = replace(config, weights=dict(zip(chosen["signal"], chosen["weight"].astype(float))))
+    return config

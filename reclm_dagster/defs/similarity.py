@@ -1,7 +1,6 @@
 """Step 4 — similarity: item→item neighbours and user→item candidate scores, sparse top-K tables."""
 
 
-from dataclasses import replace
 
 import dagster as dg
 import numpy as np
@@ -15,7 +14,7 @@ from reclm_dagster.models.fusion import linear_fusion
 from reclm_dagster.models.matrix import InteractionMatrix
 from reclm_dagster.models.neighbors import ItemKNN
 from reclm_dagster.models.ranking import topk
-from reclm_dagster.training import DatasetTables, fit_hybrid, hybrid_config
+from reclm_dagster.training import DatasetTables, chosen_hybrid_config, fit_hybrid
 
 BATCH = 512
 
@@ -77,10 +76,7 @@ def user_item_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource) 
     k = int(cfg.get("top_k", 50))
     with duckdb.get_connection() as con:
         tables = DatasetTables.load(con, schema_of(context))
-        config = hybrid_config(cfg)
-        if store.table_exists(con, schema_of(context), "fusion_weights"):
-            chosen = store.read_df(con, schema_of(context), "fusion_weights")
-            config = replace(config, weights=dict(zip(chosen["signal"], chosen["weight"].astype(float))))
+        config = chosen_hybrid_config(con, schema_of(context), cfg)
     model, matrix = fit_hybrid(tables, tables.interactions, config=config)
     X = matrix.X
     users = np.arange(len(matrix.users))

@@ -95,7 +95,7 @@ def _search(name, X_train, X_valid, grid, metric, item_popularity, on_best=None)
         start = time.perf_counter()
         model = fit_baseline(name, X_train, params)
         fit_s = time.perf_counter() - start
-        res = evaluate(lambda r: model.score(r, X_train), X_train, X_valid, X_train, ks=(k,),
+        res = evaluate(lambda r, m=model: m.score(r, X_train), X_train, X_valid, X_train, ks=(k,),
                        item_popularity=item_popularity)
         value = float(res[metric])
         rows.append({**params, metric: value, "fit_s": round(fit_s, 2)})
