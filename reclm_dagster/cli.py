@@ -211,19 +211,27 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """Dagster UI (and MLflow's UI) on 127.0.0.1 over the stores in RECLM_HOME."""
     from reclm_dagster.defs.resources import ensure_dagster_home
 
     ensure_dagster_home()
     settings.mlflow_dir().mkdir(parents=True, exist_ok=True)
+    # Stop on SIGINT and SIGTERM even when started in the background by a script (which
+    # starts us with SIGINT ignored); handled signals also reach the servers as default.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     root = settings.PACKAGE_DIR.parent
     bin_dir = os.path.dirname(sys.executable)
-    procs = [
-        subprocess.Popen(
+    procs = [  # (process, the signal that stops it cleanly)
+        (subprocess.Popen(
             [os.path.join(bin_dir, "dagster"), "dev", "-w", str(root / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(args.port)],
             cwd=root, start_new_session=True,
-        )
+        ), signal.SIGINT)  # `dagster dev` stops cleanly on SIGINT, hangs half-way on SIGTERM
     ]
     print(f"Dagster UI: http://127.0.0.1:{args.port}")
     mlflow_cmd = [
@@ -234,23 +242,27 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if args.no_mlflow:
         print("MLflow UI (start it yourself): " + " ".join(mlflow_cmd))
     else:
-        procs.append(subprocess.Popen(mlflow_cmd, start_new_session=True))
+        procs.append((subprocess.Popen(mlflow_cmd, start_new_session=True), signal.SIGTERM))
         print(f"MLflow UI:  http://127.0.0.1:{args.mlflow_port}")
     print("Ctrl-C stops both.")
     try:
-        while all(p.poll() is None for p in procs):
+        while all(p.poll() is None for p, _ in procs):
             time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
-        for p in procs:
+        for p, stop in procs:
             if p.poll() is None:
-                os.killpg(p.pid, signal.SIGINT)
-        for p in procs:
+                os.killpg(p.pid, stop)
+        for p, _ in procs:
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
+                pass
+            try:  # workers the servers spawned in their session (MLflow's job consumers) go too
                 os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     return 0
 
 

@@ -44,7 +44,8 @@ def text_tokens(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encod
     unique = pd.Series(docs["text"].unique())
     normalized = unique.map(normalize)
     languages = unique.map(detect_language)
-    words = [segment(t, lang) for t, lang in zip(unique, languages)]
+    # The same call as for free-text requests (serving.py), so items and queries share tokens.
+    words = [segment(t) for t in unique]
     stats = encoder.get().tokenize_stats(unique.tolist())
     per_text = pd.DataFrame(
         {
