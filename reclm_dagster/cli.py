@@ -15,17 +15,15 @@ from reclm_dagster.serving import ReclmError
 
 
 def _check_dataset(name: str) -> None:
-    from reclm_dagster.datasets import available_datasets
+    """Fail before starting a Dagster run when the dataset's folder is missing."""
+    from reclm_dagster.datasets import DatasetNotFound, dataset_folder
 
     if name == settings.DEFAULT_DATASET:
         return
-    data = settings.data_dir()
-    if not (data / name).is_dir():
-        names = available_datasets(data) if data.is_dir() else []
-        listed = ", ".join(names) if names else "none"
-        raise ReclmError(
-            f"unknown dataset '{name}': no folder {data / name} (available: {listed}; set RECLM_DATA_DIR to the folder holding your datasets)"
-        )
+    try:
+        dataset_folder(name, settings.data_dir())
+    except DatasetNotFound as exc:
+        raise ReclmError(f"unknown dataset '{name}': {exc}") from None
 
 
 def _execute(dataset: str, encoder: str, log_level: str, asset_names: list[str] | None = None, ops_config: dict | None = None):

@@ -26,7 +26,7 @@ from .schema import (
 
 __all__ = [
     "COLUMNS", "DESCRIPTION_KINDS", "DOMAINS", "Dataset", "DatasetError", "DatasetNotFound",
-    "SOURCES", "Source", "available_datasets", "empty_frame", "load_dataset", "source_for", "validate",
+    "SOURCES", "Source", "available_datasets", "dataset_folder", "empty_frame", "load_dataset", "source_for", "validate",
 ]
 
 DEMO = "demo"
@@ -70,10 +70,8 @@ def available_datasets(data_dir: Path | str | None = None) -> list[str]:
     return [DEMO] + [n for n in found if n != DEMO]
 
 
-def load_dataset(name: str, data_dir: Path | str | None = None) -> Dataset:
-    """Load and validate a dataset by name ('demo' or a folder of data_dir)."""
-    if name == DEMO:
-        return demo.load()
+def dataset_folder(name: str, data_dir: Path | str | None = None) -> Path:
+    """The folder of a (non-demo) dataset; DatasetNotFound, listing what is there, when it is missing."""
     root = _data_dir(data_dir)
     path = root / name
     if not path.is_dir():
@@ -81,6 +79,14 @@ def load_dataset(name: str, data_dir: Path | str | None = None) -> Dataset:
             f"dataset {name!r} not found: no folder {path}. Available: {', '.join(available_datasets(root))}. "
             f"Put the dataset folder under the data directory, or point RECLM_DATA_DIR at the directory that holds it."
         )
+    return path
+
+
+def load_dataset(name: str, data_dir: Path | str | None = None) -> Dataset:
+    """Load and validate a dataset by name ('demo' or a folder of data_dir)."""
+    if name == DEMO:
+        return demo.load()
+    path = dataset_folder(name, data_dir)
     source = source_for(path)
     if source is None:
         layouts = "; ".join(s.layout for s in SOURCES)

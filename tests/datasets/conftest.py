@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from reclm_dagster.datasets import Dataset, load_dataset
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def shared_data_dir() -> Path:
-    """RECLM_DATA_DIR, else <repo>/../shared/data (where CI lays the public datasets); skip if absent."""
-    path = Path(os.environ.get("RECLM_DATA_DIR", REPO.parent / "shared" / "data")).expanduser()
-    if not path.is_dir():
-        pytest.skip(f"no public datasets at {path} (set RECLM_DATA_DIR)")
-    return path
 
 
 def _public(root: Path, name: str) -> Path:
