@@ -11,6 +11,7 @@ import sys
 import time
 
 from reclm_dagster import settings
+from reclm_dagster.cli_kg import add_kg_parser
 from reclm_dagster.serving import ReclmError
 
 
@@ -316,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow-port", type=int, default=5000)
     p.add_argument("--no-mlflow", action="store_true", help="only start Dagster; print the MLflow command")
     p.set_defaults(fn=cmd_ui)
+    add_kg_parser(sub)
     return parser
 
 

@@ -7,13 +7,14 @@ import json
 import duckdb
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from reclm_dagster import settings, store
 from reclm_dagster.models.fusion import linear_fusion
 from reclm_dagster.models.ranking import topk
 from reclm_dagster.text.bm25 import BM25
 from reclm_dagster.text.normalize import segment
-from reclm_dagster.training import DatasetTables, chosen_hybrid_config, fit_hybrid
+from reclm_dagster.training import DatasetTables, chosen_hybrid_config, item_text_index
 
 
 class ReclmError(Exception):
@@ -66,6 +67,29 @@ def recommend_for_user(dataset: str, user_id: str, k: int) -> list[dict]:
     return _rows(df.sort_values("rank"))
 
 
+def _user_profile_scores(tables: DatasetTables, user_id: str, candidates: pd.DataFrame, dataset: str):
+    """The user's stored hybrid candidates as a 1 × items score row, and their consumed items.
+
+    The stored candidates (``user_item_scores``) are the full hybrid's top items for the
+    user; everything else sits just below the weakest of them. No model is refitted.
+    """
+    known = set(tables.interactions["user_id"].astype(str)) | set(tables.descriptions["user_id"].astype(str))
+    if user_id not in known:
+        raise ReclmError(f"unknown user '{user_id}' in dataset '{dataset}'")
+    item_index = pd.Index(tables.items["item_id"].astype(str))
+    scores = np.zeros((1, len(item_index)), np.float32)
+    if len(candidates):
+        pos = item_index.get_indexer(candidates["item_id"].astype(str))
+        values = candidates["score"].to_numpy(np.float32)
+        floor = float(values.min()) - (float(values.max() - values.min()) or 1.0)
+        scores[:] = floor
+        scores[0, pos[pos >= 0]] = values[pos >= 0]
+    consumed = item_index.get_indexer(tables.interactions.loc[tables.interactions["user_id"].astype(str) == user_id, "item_id"].astype(str))
+    exclude = sp.csr_matrix((np.ones(int((consumed >= 0).sum()), np.float32), (np.zeros(int((consumed >= 0).sum()), int), consumed[consumed >= 0])),
+                            shape=(1, len(item_index)))
+    return scores, exclude
+
+
 def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str | None = None) -> list[dict]:
     """Encode the request, match it to items by meaning (encoder) and words (BM25), and blend
     with the user's own hybrid profile when a user is given."""
@@ -77,6 +101,11 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
         tables = DatasetTables.load(con, schema)
         facts = store.read_df(con, schema, "recommendations", "DISTINCT item_id, facts")
         config = chosen_hybrid_config(con, schema, cfg)
+        candidates = None
+        if user_id is not None:
+            candidates = con.execute(
+                f'SELECT item_id, score FROM "{schema}".user_item_scores WHERE user_id = ?', [str(user_id)]
+            ).df()
     finally:
         con.close()
     if tables.encoder_version != encoder.version:
@@ -86,20 +115,17 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
         )
     tokens = segment(query)
     query_vec = encoder.encode([query])[0]
-    bm25 = BM25().fit(tables.item_tokens)
-    signals = {"text": (tables.item_vectors @ query_vec)[None, :].astype(np.float32), "lexical": bm25.score([tokens])}
+    # Items as the hybrid sees them: catalogue text plus what users said about them.
+    item_vectors, item_tokens = item_text_index(tables, tables.items["item_id"].astype(str).to_numpy(), config)
+    bm25 = BM25().fit(item_tokens)
+    signals = {"text": (item_vectors @ query_vec)[None, :].astype(np.float32), "lexical": bm25.score([tokens])}
     qw = {k_: float(v) for k_, v in cfg.get("query", {}).get("weights", {"text": 1.0, "lexical": 1.0}).items()}
     fused = linear_fusion(signals, qw, norm="zscore")
     exclude = None
     user_scores = None
     if user_id is not None:
-        model, matrix = fit_hybrid(tables, tables.interactions, config=config)
-        if user_id not in matrix.user_index:
-            raise ReclmError(f"unknown user '{user_id}' in dataset '{dataset}'")
-        row = np.array([matrix.user_index[user_id]])
-        user_scores = model.score(row, matrix.X)
+        user_scores, exclude = _user_profile_scores(tables, str(user_id), candidates, dataset)
         fused = linear_fusion({"query": fused, "user": user_scores}, {"query": 1.0, "user": float(cfg.get("query", {}).get("user_weight", 0.5))}, norm="zscore")
-        exclude = matrix.X[row]
     idx, vals = topk(fused, k, exclude=exclude)
     items = tables.items.reset_index(drop=True)
     fact_map = dict(zip(facts["item_id"].astype(str), facts["facts"]))

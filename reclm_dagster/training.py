@@ -6,7 +6,8 @@ asset (fit on the train split only) and the CLI's free-text requests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field, fields, replace
 
 import duckdb
 import numpy as np
@@ -15,6 +16,8 @@ import pandas as pd
 from reclm_dagster import store
 from reclm_dagster.models.hybrid import HybridConfig, HybridRecommender, UserText
 from reclm_dagster.models.matrix import InteractionMatrix
+from reclm_dagster.models.reranker import LearnedReranker
+from reclm_dagster.models.side_information import item_feature_matrix, item_text_tokens, item_text_vectors
 
 
 @dataclass
@@ -27,12 +30,15 @@ class DatasetTables:
     description_vectors: np.ndarray  # aligned to descriptions
     description_tokens: list[list[str]]  # aligned to descriptions
     encoder_version: str
+    # catalogue facts (item_id, relation, entity, ...): the items' side information
+    facts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["item_id", "relation", "entity"]))
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, schema: str) -> "DatasetTables":
         items = store.read_df(con, schema, "items")
         interactions = store.read_df(con, schema, "interactions")
         descriptions = store.read_df(con, schema, "descriptions")
+        facts = store.read_df(con, schema, "catalogue_facts")
         item_ids, item_vecs = store.read_embeddings(con, schema, "item")
         desc_ids, desc_vecs = store.read_embeddings(con, schema, "description")
         version = con.execute(f'SELECT any_value(encoder_version) FROM "{schema}".text_embeddings').fetchone()[0]
@@ -48,6 +54,7 @@ class DatasetTables:
             items=items,
             interactions=interactions,
             descriptions=descriptions,
+            facts=facts,
             item_vectors=item_vecs[item_pos] if len(item_pos) else np.zeros((0, dim), np.float32),
             item_tokens=[list(t) for t in item_tok.reindex(items["item_id"].astype(str)).to_numpy()],
             description_vectors=desc_vecs[desc_pos] if len(desc_pos) else np.zeros((0, dim), np.float32),
@@ -75,33 +82,70 @@ def fit_hybrid(
     matrix = InteractionMatrix(train, users=tables.all_users(), items=tables.items["item_id"].astype(str).to_numpy())
     mask = np.ones(len(tables.descriptions), bool) if description_mask is None else np.asarray(description_mask, bool)
     idx = np.flatnonzero(mask)
-    user_text = UserText.build(
-        matrix.users,
-        tables.descriptions.iloc[idx],
-        tables.description_vectors[idx],
-        [tables.description_tokens[i] for i in idx],
-    )
-    model = HybridRecommender(config).fit(matrix.X, tables.item_vectors, tables.item_tokens, user_text)
+    descriptions = tables.descriptions.iloc[idx]
+    description_vectors = tables.description_vectors[idx]
+    description_tokens = [tables.description_tokens[i] for i in idx]
+    config = config or HybridConfig()
+    user_text = UserText.build(matrix.users, descriptions, description_vectors, description_tokens)
+    items = matrix.items
+    item_vectors, item_tokens = item_text_index(tables, items, config, idx)
+    # Item features (catalogue facts + what allowed users said): EASE's side information and the KG signal's entities.
+    side, side_names = item_feature_matrix(items, tables.facts, descriptions, description_tokens, weighting=config.side_weighting)
+    model = HybridRecommender(config).fit(matrix.X, item_vectors, item_tokens, user_text, side=side, side_names=side_names)
+    model.side_feature_names_ = side_names  # kept for inspection (and the leakage tests)
     return model, matrix
 
 
+def item_text_index(tables: DatasetTables, items: np.ndarray, config: HybridConfig, keep: np.ndarray | None = None):
+    """Item vectors and tokens: the catalogue entry plus what the kept descriptions say about each item."""
+    keep = np.arange(len(tables.descriptions)) if keep is None else keep
+    descriptions = tables.descriptions.iloc[keep]
+    vectors = item_text_vectors(items, tables.item_vectors, descriptions, tables.description_vectors[keep], config.said_share)
+    tokens = item_text_tokens(items, tables.item_tokens, descriptions, [tables.description_tokens[i] for i in keep])
+    return vectors, tokens
+
+
 def hybrid_config(cfg: dict) -> HybridConfig:
+    """The ``hybrid:`` section of the pipeline config; unset keys keep HybridConfig's defaults."""
     h = cfg.get("hybrid", {})
-    return HybridConfig(
-        cf_model=h.get("cf_model", "itemknn"),
-        k_neighbors=int(h.get("k_neighbors", 100)),
-        ease_l2=float(h.get("ease_l2", 200.0)),
-        weights={k: float(v) for k, v in h.get("weights", {"cf": 1.0, "text": 0.5, "lexical": 0.5}).items()},
-        description_share=float(h.get("description_share", 0.5)),
-    )
+    default = HybridConfig()
+    casts = {"cf_model": str, "k_neighbors": int, "ease_l2": float, "side_weight": float, "side_weighting": str,
+             "description_share": float, "said_share": float, "short_history_popularity": float}
+    values = {k: cast(h[k]) for k, cast in casts.items() if k in h}
+    weights = {k: float(v) for k, v in h.get("weights", default.weights).items()}
+    return replace(default, weights=weights, **values)
+
+
+# The chosen setting (JSON of HybridConfig fields) and the re-ranker the evaluation stores.
+CHOSEN_TABLE = "hybrid_chosen"
+RERANKER_TABLE = "hybrid_reranker"
 
 
 def chosen_hybrid_config(con: duckdb.DuckDBPyConnection, schema: str, cfg: dict) -> HybridConfig:
-    """The configured hybrid with the fusion weights the evaluation chose on validation, if stored."""
-    from dataclasses import replace
-
+    """The configured hybrid with what the evaluation chose on validation (g, λ, weights…), if stored."""
     config = hybrid_config(cfg)
-    if store.table_exists(con, schema, "fusion_weights"):
+    if store.table_exists(con, schema, CHOSEN_TABLE):
+        chosen = json.loads(store.read_df(con, schema, CHOSEN_TABLE)["json"].iloc[0])
+        known = {f.name for f in fields(HybridConfig)}
+        config = replace(config, **{k: v for k, v in chosen.items() if k in known})
+    elif store.table_exists(con, schema, "fusion_weights"):
         chosen = store.read_df(con, schema, "fusion_weights")
         config = replace(config, weights=dict(zip(chosen["signal"], chosen["weight"].astype(float))))
     return config
+
+
+def stored_reranker(con: duckdb.DuckDBPyConnection, schema: str) -> str | None:
+    """The re-ranker validation kept (LightGBM model text), or None."""
+    if not store.table_exists(con, schema, RERANKER_TABLE):
+        return None
+    stored = store.read_df(con, schema, RERANKER_TABLE)
+    return str(stored["model"].iloc[0]) if len(stored) else None
+
+
+def attach_reranker(model: HybridRecommender, model_text: str | None, X) -> bool:
+    """Give ``model`` the stored re-ranker, its features computed from the popularity in ``X``."""
+    if not model_text:
+        return False
+    popularity = np.asarray((X > 0).sum(axis=0)).ravel()
+    model.reranker_ = LearnedReranker.from_model_string(model_text, popularity)
+    return True

@@ -4,7 +4,7 @@
 import json
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +17,7 @@ from reclm_dagster.defs.resources import EncoderResource, MLflowResource
 from reclm_dagster.evaluation.offline import EvaluationProtocol, offline_evaluation
 from reclm_dagster.evaluation.plots import plot_metrics_at_k, plot_popularity_bias
 from reclm_dagster.evaluation.report import eval_json, format_table
-from reclm_dagster.training import DatasetTables, hybrid_config
+from reclm_dagster.training import CHOSEN_TABLE, RERANKER_TABLE, DatasetTables, hybrid_config
 
 HEADLINE = ("ndcg@10", "recall@10", "recall@20", "precision@10")
 
@@ -81,6 +81,12 @@ def evaluation(
                 ),
                 "fusion_tuning": result.tuning if len(result.tuning.columns)
                 else pd.DataFrame(columns=[*result.weights, "ndcg@10"], dtype=float),
+                # The whole chosen setting (side weight g, λ, popularity for short histories…).
+                CHOSEN_TABLE: pd.DataFrame({"json": [json.dumps(asdict(result.hybrid_config or hybrid))],
+                                            "chosen_by": ["validation" if len(result.tuning) else "config"]}),
+                # The learned re-ranker, only when validation preferred it to the plain fusion.
+                RERANKER_TABLE: pd.DataFrame({"model": [result.reranker.to_model_string()] if result.reranker else []},
+                                             dtype=object),
                 # The whole report as JSON: what `reclm eval --json` prints.
                 "evaluation_report": pd.DataFrame({"json": [json.dumps(eval_json(dataset, protocol, result), ensure_ascii=False)]}),
             },
@@ -88,7 +94,7 @@ def evaluation(
 
     enc = encoder.get()
     wide = result.wide("all")
-    tuned = replace(hybrid, weights=result.weights)
+    tuned = result.hybrid_config or replace(hybrid, weights=result.weights)
     run_ids = log_to_mlflow(mlflow, dataset, result, protocol, tuned.as_params(), enc.name, tables.encoder_version, context.run.run_id)
     headline = wide[[c for c in HEADLINE if c in wide.columns]].round(4)
     context.log.info(f"evaluation on {dataset} ({protocol.name()}) in {seconds:.1f}s:\n{format_table(result)}")
@@ -101,6 +107,8 @@ def evaluation(
         "mlflow_runs": ", ".join(run_ids),
         "fusion_weights": ", ".join(f"{k}={v:g}" for k, v in result.weights.items()),
         "fusion_weights_chosen_by": "validation" if len(result.tuning) else "config",
+        "hybrid_setting": json.dumps(tuned.as_params()),
+        "reranker": "kept (won on held-out validation users)" if result.reranker else "not used",
         "skipped_models": ", ".join(f"{k}: {v}" for k, v in result.skipped.items()) or "none",
         "seconds": round(seconds, 1),
         **result.counts.as_dict(),

@@ -1,20 +1,35 @@
-"""The knowledge graph of the catalogue: entities and triples with provenance, in DuckDB."""
+"""The knowledge graph of the catalogue: entities, relations and triples with provenance, and the
+entity mentions in users' own words, in DuckDB."""
 
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from reclm_dagster import checks, store
-from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
+from reclm_dagster import checks, settings, store
+from reclm_dagster.defs.common import dataset_partitions, preview, schema_of, table_meta
+from reclm_dagster.defs.resources import EncoderResource
 from reclm_dagster.kg import build_knowledge_graph, co_consumption_triples
+from reclm_dagster.kg.linking import CachedEncoder, EntityLinker, link_descriptions, mention_summary
+
+# Co-consumption partners kept per item. One common user is enough: in the long tail (an
+# artist with a single listener) it is the only link there is, and explanations say
+# "a listener of A" rather than "listeners of A" for it.
+CO_TOP_K = 10
+CO_MIN_COMMON = 1
+
+
+def _kg_config() -> dict:
+    return dict(settings.load_config().get("kg", {}) or {})
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec("kg_entities", group_name="knowledge_graph", deps=["items", "catalogue_facts", "user_links"],
-                      description="Entities: items, people, genres, tags, brands, … with merged spellings."),
+                      description="Entities (id, type, name, aliases): items, people, genres, tags, brands, … with merged spellings."),
         dg.AssetSpec("kg_triples", group_name="knowledge_graph", deps=["items", "catalogue_facts", "user_links", "interactions"],
                       description="Triples (head, relation, tail, weight, provenance), incl. co-consumption from interactions."),
+        dg.AssetSpec("kg_relations", group_name="knowledge_graph", deps=["items", "catalogue_facts", "user_links", "interactions"],
+                      description="One row per relation and head/tail type: counts, what the weight counts, a readable label."),
     ],
     partitions_def=dataset_partitions,
 )
@@ -25,17 +40,56 @@ def knowledge_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
         facts = store.read_df(con, schema, "catalogue_facts")
         links = store.read_df(con, schema, "user_links")
         interactions = store.read_df(con, schema, "interactions", "user_id, item_id, weight")
-    kg = build_knowledge_graph(items, facts, links, extra_triples=co_consumption_triples(interactions))
+    co = co_consumption_triples(interactions, min_common=CO_MIN_COMMON, top_k=CO_TOP_K)
+    kg = build_knowledge_graph(items, facts, links, extra_triples=co)
     entities = kg.entities.copy()
     entities["aliases"] = entities["aliases"].astype(str)
+    relations = kg.relations()
     with duckdb.get_connection() as con:
-        store.replace_tables(con, schema, {"kg_entities": entities, "kg_triples": kg.triples})
+        store.replace_tables(con, schema, {"kg_entities": entities, "kg_triples": kg.triples, "kg_relations": relations})
     summary = kg.summary()
     context.log.info(f"knowledge graph: {summary}")
     per_type = {f"entities/{k}": v for k, v in summary["entities_per_type"].items()}
     per_relation = {f"triples/{k}": v for k, v in summary["triples_per_relation"].items()}
-    yield dg.MaterializeResult(asset_key="kg_entities", metadata=table_meta(entities, **per_type))
-    yield dg.MaterializeResult(asset_key="kg_triples", metadata=table_meta(kg.triples, **per_relation))
+    n_aliased = int((entities["aliases"] != "").sum())
+    yield dg.MaterializeResult(asset_key="kg_entities", metadata=table_meta(
+        entities, n_entities=summary["n_entities"], n_with_aliases=n_aliased, **per_type))
+    yield dg.MaterializeResult(asset_key="kg_triples", metadata=table_meta(
+        kg.triples, n_triples=summary["n_triples"], n_relations=len(per_relation), **per_relation))
+    yield dg.MaterializeResult(asset_key="kg_relations", metadata={
+        "dagster/row_count": len(relations),
+        "preview": preview(relations[["relation", "label", "head_type", "tail_type", "n_triples", "n_heads", "n_tails"]], rows=20),
+    })
+
+
+@dg.asset(
+    group_name="knowledge_graph",
+    partitions_def=dataset_partitions,
+    deps=["descriptions", "kg_entities"],
+    description="Entity mentions in users' descriptions: one row per mention with span, surface text, entity, method (exact | alias | embedding) and score.",
+)
+def kg_mentions(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encoder: EncoderResource) -> dg.MaterializeResult:
+    schema = schema_of(context)
+    cfg = _kg_config()
+    use_embeddings = bool(cfg.get("link_embeddings", True))
+    threshold = float(cfg.get("link_threshold", 0.65))
+    with duckdb.get_connection() as con:
+        descriptions = store.read_df(con, schema, "descriptions", "description_id, user_id, item_id, kind, text")
+        entities = store.read_df(con, schema, "kg_entities")
+    with duckdb.get_connection() as con:
+        linker_encoder = None
+        if use_embeddings and len(descriptions):
+            from reclm_dagster.encoders import cache as embedding_cache
+
+            model = encoder.get()
+            linker_encoder = CachedEncoder(lambda texts: embedding_cache.cached_encode(con, model, texts))
+        linker = EntityLinker(entities, encoder=linker_encoder, threshold=threshold)
+        mentions = link_descriptions(descriptions, linker)
+        store.replace_tables(con, schema, {"kg_mentions": mentions})
+    summary = mention_summary(mentions, descriptions)
+    context.log.info(f"entity mentions: {summary}")
+    shown = mentions[["description_id", "surface", "entity_id", "method", "score"]]
+    return dg.MaterializeResult(metadata=table_meta(shown, link_embeddings=use_embeddings, link_threshold=threshold, **summary))
 
 
 @dg.asset_check(asset="kg_triples", partitions_def=dataset_partitions, blocking=True, description="Every triple's head and tail is a stored entity.")
@@ -43,3 +97,19 @@ def triples_reference_entities(context: dg.AssetCheckExecutionContext, duckdb: D
     with duckdb.get_connection() as con:
         passed, meta = checks.triples_valid(con, schema_of(context))
     return dg.AssetCheckResult(passed=passed, metadata=meta)
+
+
+@dg.asset_check(asset=kg_mentions, partitions_def=dataset_partitions, blocking=True,
+                description="Every mention names a stored entity and its span holds the surface text.")
+def mentions_are_valid(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    schema = schema_of(context)
+    with duckdb.get_connection() as con:
+        unknown, bad_span = con.execute(
+            f'''SELECT count(*) FILTER (WHERE e.entity_id IS NULL),
+                       count(*) FILTER (WHERE substring(d.text, m."start" + 1, m."end" - m."start") <> m.surface)
+                FROM "{schema}".kg_mentions m
+                LEFT JOIN "{schema}".kg_entities e USING (entity_id)
+                LEFT JOIN "{schema}".descriptions d USING (description_id)'''
+        ).fetchall()[0]
+    return dg.AssetCheckResult(passed=unknown == 0 and bad_span == 0,
+                               metadata={"unknown_entities": int(unknown), "bad_spans": int(bad_span)})

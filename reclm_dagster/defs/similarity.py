@@ -14,7 +14,7 @@ from reclm_dagster.models.fusion import linear_fusion
 from reclm_dagster.models.matrix import InteractionMatrix
 from reclm_dagster.models.neighbors import ItemKNN
 from reclm_dagster.models.ranking import topk
-from reclm_dagster.training import DatasetTables, chosen_hybrid_config, fit_hybrid
+from reclm_dagster.training import DatasetTables, attach_reranker, chosen_hybrid_config, fit_hybrid, stored_reranker
 
 BATCH = 512
 
@@ -77,14 +77,15 @@ def user_item_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource) 
     with duckdb.get_connection() as con:
         tables = DatasetTables.load(con, schema_of(context))
         config = chosen_hybrid_config(con, schema_of(context), cfg)
+        reranker_text = stored_reranker(con, schema_of(context))
     model, matrix = fit_hybrid(tables, tables.interactions, config=config)
+    reranked = attach_reranker(model, reranker_text, matrix.X)
     X = matrix.X
     users = np.arange(len(matrix.users))
     frames = []
     for start in tqdm(range(0, len(users), BATCH), desc="scoring users", disable=len(users) <= BATCH):
         rows = users[start : start + BATCH]
-        signals = model.score_signals(rows, X)
-        fused = model.fuse(signals)
+        fused, signals = model.score_with_signals(rows, X)
         idx, vals = topk(fused, k, exclude=X[rows], copy=False)
         keep = idx.ravel() >= 0
         r_local = np.repeat(np.arange(len(rows)), idx.shape[1])[keep]
@@ -110,6 +111,7 @@ def user_item_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource) 
             candidates_per_user=k,
             share_cold_items=round(cold_share, 4),
             encoder_version=tables.encoder_version,
+            reranker="lightgbm (kept on validation)" if reranked else "none (plain fusion)",
             **{f"param_{k_}": v for k_, v in config.as_params().items()},
         )
     )

@@ -18,19 +18,26 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from reclm_dagster.evaluation.baselines import BASELINES, EASE_MAX_ITEMS, run_baseline
+from reclm_dagster.evaluation.cold_users import ColdUserProtocol, cold_user_evaluation
 from reclm_dagster.evaluation.protocol import evaluate
 from reclm_dagster.evaluation.split import SplitCounts, split_interactions
 from reclm_dagster.models.hybrid import HybridConfig
+from reclm_dagster.models.reranker import LearnedReranker, RerankerConfig
 from reclm_dagster.models.matrix import InteractionMatrix
 from reclm_dagster.training import DatasetTables, fit_hybrid
 
-# reclm's hybrid and its single signals; popularity is the 'pop' baseline.
-MODELS = ("hybrid", "cf", "text", "lexical")
+# reclm's hybrid, its fusion without the re-ranker and its single signals; popularity is 'pop'.
+MODELS = ("hybrid", "fusion", "cf", "text", "lexical", "kg")
 METHODS = ("random", "temporal")
 # Fusion weights tried on the validation split (CF's weight stays 1: only ratios matter).
-WEIGHT_GRID = {"text": (0.0, 0.25, 0.5, 1.0), "lexical": (0.0, 0.25, 0.5, 1.0)}
+WEIGHT_GRID = {"text": (0.0, 0.1, 0.25, 0.5), "lexical": (0.0, 0.1, 0.25)}
+# The knowledge-graph signal's weights, tried on top of the best text/lexical setting.
+KG_WEIGHT_GRID = (0.1, 0.25, 0.5)
+# Weights g of the item side information in the hybrid's EASE, tried on validation.
+SIDE_WEIGHT_GRID = (0.5, 1.0, 2.0)
 TUNING_METRIC = "ndcg@10"
 
 
@@ -43,6 +50,9 @@ class EvaluationProtocol:
     ks: tuple[int, ...] = (5, 10, 20)
     cold_item_max_train: int = 2
     tune_weights: bool = True
+    cold_users: bool = True  # also run the cold-user protocol (evaluation/cold_users.py)
+    cold_user_fraction: float = 0.1
+    rerank: bool = True  # train the learned re-ranker on validation (kept only if it wins there)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -59,7 +69,13 @@ class EvaluationProtocol:
             ks=tuple(int(k) for k in e.get("ks", (5, 10, 20))),
             cold_item_max_train=int(e.get("cold_item_max_train", 2)),
             tune_weights=bool(e.get("tune_weights", True)),
+            cold_users=bool(e.get("cold_users", True)),
+            cold_user_fraction=float(e.get("cold_user_fraction", 0.1)),
+            rerank=bool(e.get("rerank", True)),
         )
+
+    def cold_user_protocol(self) -> ColdUserProtocol:
+        return ColdUserProtocol(user_fraction=self.cold_user_fraction, seed=self.seed)
 
     def name(self) -> str:
         train = 1 - self.valid_fraction - self.test_fraction
@@ -87,6 +103,9 @@ class EvaluationResult:
     params: dict[str, dict] = field(default_factory=dict)  # model -> hyper-parameters reported on test
     baseline_tuning: dict[str, pd.DataFrame] = field(default_factory=dict)  # baseline -> validation grid
     skipped: dict[str, str] = field(default_factory=dict)  # model -> why it was not run
+    reranker: object | None = None  # the LearnedReranker the hybrid uses, if validation kept one
+    cold_user_tuning: pd.DataFrame = field(default_factory=pd.DataFrame)  # popularity weight -> validation NDCG
+    hybrid_config: HybridConfig | None = None  # the hybrid's whole setting as chosen on validation
 
     def wide(self, slice_: str = "all") -> pd.DataFrame:
         """One row per model (in run order), one column per metric."""
@@ -150,13 +169,13 @@ def _run_baselines(names, X_train, X_valid, X_test, protocol, popularity, cold, 
 
 
 def _hybrid_params(config: HybridConfig, model) -> dict[str, dict]:
-    cf = {"cf_model": config.cf_model}
-    cf.update({"k_neighbors": config.k_neighbors} if config.cf_model == "itemknn" else {"ease_l2": config.ease_l2})
     return {
         "hybrid": config.as_params(),
-        "cf": cf,
-        "text": {"description_share": config.description_share},
+        "fusion": config.as_params(),
+        "cf": config.cf_params(),
+        "text": {"description_share": config.description_share, "said_share": config.said_share},
         "lexical": {"bm25_k1": model.bm25_.k1, "bm25_b": model.bm25_.b},
+        "kg": {"entities": int(model.kg_["E"].shape[1]) if model.kg_ else 0},
     }
 
 
@@ -175,7 +194,7 @@ def offline_evaluation(
     valid = split[split["split"] == "valid"]
     test = split[split["split"] == "test"]
     mask = held_out_description_mask(tables.descriptions, pd.concat([valid, test]))
-    model, matrix = fit_hybrid(tables, train, description_mask=mask, config=config)
+    matrix = InteractionMatrix(train, users=tables.all_users(), items=tables.items["item_id"].astype(str).to_numpy())
     X_train = matrix.X
     X_valid, _ = matrix.align(valid)
     X_test, _ = matrix.align(test)
@@ -183,10 +202,25 @@ def offline_evaluation(
     popularity = np.asarray((X_train > 0).sum(axis=0)).ravel()
     cold = popularity <= protocol.cold_item_max_train
 
-    weights, tuning = dict(config.weights), pd.DataFrame()
-    if protocol.tune_weights and X_valid.nnz:
-        weights, tuning = tune_fusion_weights(model, X_train, X_valid, popularity)
-        model.config = replace(model.config, weights=weights)
+    # Baselines first: the hybrid's EASE reuses the ridge λ that validation chose for EASE.
+    b_rows, b_params, b_tables, skipped = _run_baselines(
+        baselines, X_train, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress
+    )
+    if config.cf_model == "ease" and "l2" in b_params.get("ease", {}):
+        config = replace(config, ease_l2=float(b_params["ease"]["l2"]))
+    tuned = protocol.tune_weights and X_valid.nnz > 0
+    model, config, tuning = fit_tuned_hybrid(tables, train, mask, config, X_valid, popularity, tune=tuned, progress=progress)
+    cold_rows, cold_tuning = [], pd.DataFrame()
+    if protocol.cold_users and "hybrid" in models:
+        # Cold users are left out of a second fit; it also tunes the short-history popularity weight.
+        cold_result = cold_user_evaluation(tables, config, config.ease_l2, protocol.cold_user_protocol(), progress=progress)
+        cold_rows, cold_tuning = list(cold_result.metrics.itertuples(index=False, name=None)), cold_result.tuning
+        config = replace(config, short_history_popularity=cold_result.short_history_popularity)
+        model.config = config
+        gc.collect()
+    reranker_report = {}
+    if tuned and protocol.rerank:
+        reranker_report = attach_reranker(model, X_train, X_valid, popularity, seed=protocol.seed)
 
     rows = []
     for name in models:
@@ -201,18 +235,86 @@ def offline_evaluation(
             progress=progress,
         )
         rows += metric_rows(name, result)
-    params = {m: p for m, p in _hybrid_params(replace(config, weights=weights), model).items() if m in models}
-    del model  # the hybrid's CF may be EASE: free it before the baselines fit theirs
+    params = {m: p for m, p in _hybrid_params(config, model).items() if m in models}
+    if "hybrid" in params:
+        params["hybrid"]["reranker"] = "lightgbm-lambdarank" if model.reranker_ is not None else "none"
+        params["hybrid"].update({f"reranker_{k}": v for k, v in reranker_report.items()})
+    reranker = model.reranker_
+    del model  # side-information EASE holds an n_items² array: free it
     gc.collect()
+    rows += cold_rows
 
-    b_rows, b_params, b_tables, skipped = _run_baselines(
-        baselines, X_train, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress
-    )
     metrics = pd.DataFrame(rows + b_rows, columns=["model", "slice", "metric", "value"])
     return EvaluationResult(
-        metrics, split[["user_id", "item_id", "split"]], counts, int((~mask).sum()), weights, tuning,
-        params={**params, **b_params}, baseline_tuning=b_tables, skipped=skipped,
+        metrics, split[["user_id", "item_id", "split"]], counts, int((~mask).sum()), dict(config.weights), tuning,
+        params={**params, **b_params}, baseline_tuning=b_tables, skipped=skipped, reranker=reranker,
+        cold_user_tuning=cold_tuning, hybrid_config=config,
     )
+
+
+def attach_reranker(model, X_train, X_valid, popularity, seed: int = 0) -> dict[str, float]:
+    """Train the LightGBM re-ranker on validation; keep it only if it wins on held-out validation users.
+
+    Returns the decision's numbers: full-ranking NDCG@10 of the plain fusion and of the
+    re-ranked list on the validation users the ranker did not train on.
+    """
+    config = RerankerConfig(seed=seed)
+    users, signals = validation_signals(model, X_train, X_valid)
+    if len(users) < 20:
+        return {}
+    fused = model.fuse(signals, model.history_length(users, X_train))
+    holdout = np.random.default_rng(seed).random(len(users)) < config.holdout_fraction
+    X_train, X_valid = sp.csr_matrix(X_train), sp.csr_matrix(X_valid)
+    try:
+        reranker = LearnedReranker(config).fit(
+            signals, fused, X_train[users], X_valid[users], model.user_said(users), holdout, popularity,
+        )
+    except ValueError:
+        return {}
+    keep = np.zeros(X_valid.shape[0], dtype=np.float32)
+    keep[users[holdout]] = 1.0
+    X_holdout = sp.csr_matrix(sp.diags(keep) @ X_valid)
+    k = int(TUNING_METRIC.split("@")[1])
+
+    def holdout_ndcg() -> float:
+        res = evaluate(model.scorer("hybrid", X_train), X_train, X_holdout, X_train, ks=(k,), item_popularity=popularity)
+        return float(res[TUNING_METRIC])
+
+    fused_value = holdout_ndcg()
+    model.reranker_ = reranker
+    reranked_value = holdout_ndcg()
+    if reranked_value <= fused_value:
+        model.reranker_ = None
+    return {"holdout_fusion_ndcg10": round(fused_value, 5), "holdout_reranked_ndcg10": round(reranked_value, 5),
+            "trees": int(reranker.model_.best_iteration_ or reranker.model_.n_estimators)}
+
+
+def fit_tuned_hybrid(tables, train, mask, config, X_valid, popularity, tune=True, progress=False):
+    """``(model, config, tuning)``: the hybrid fitted on train with the setting that validation prefers.
+
+    For side-information EASE each ``g`` in ``SIDE_WEIGHT_GRID`` is fitted and its fusion
+    weights tuned; the best (g, weights) on validation NDCG@10 wins. Without tuning the
+    configured setting is fitted as is.
+    """
+    if not tune:
+        model, _ = fit_hybrid(tables, train, description_mask=mask, config=config)
+        return model, config, pd.DataFrame()
+    grid = SIDE_WEIGHT_GRID if config.cf_model == "ease" else (config.side_weight,)
+    best, tables_ = None, []
+    for g in grid:
+        candidate = replace(config, side_weight=g)
+        model, matrix = fit_hybrid(tables, train, description_mask=mask, config=candidate)
+        weights, table = tune_fusion_weights(model, matrix.X, X_valid, popularity)
+        table.insert(0, "side_weight", g)
+        tables_.append(table)
+        value = float(table[TUNING_METRIC].max())
+        if best is None or value > best[0]:
+            best = (value, model, replace(candidate, weights=weights))
+        del model
+        gc.collect()
+    _, model, config = best
+    model.config = config
+    return model, config, pd.concat(tables_, ignore_index=True)
 
 
 def evaluate_baselines(
@@ -247,17 +349,48 @@ def evaluate_baselines(
     )
 
 
-def tune_fusion_weights(model, X_train, X_valid, popularity, grid=WEIGHT_GRID) -> tuple[dict[str, float], pd.DataFrame]:
-    """Grid-search the hybrid's fusion weights on the validation split (never on test)."""
-    rows = []
+def validation_signals(model, X_train, X_valid, batch_size: int = 512):
+    """Every signal of the hybrid for the validation users, computed once: ``(rows, {signal: scores})``."""
+    users = np.flatnonzero(np.diff(sp.csr_matrix(X_valid).indptr) > 0)
+    signals = {}
+    for start in range(0, len(users), batch_size):
+        batch = model.score_signals(users[start : start + batch_size], X_train)
+        for name, S in batch.items():
+            signals.setdefault(name, []).append(S.astype(np.float32))
+    return users, {name: np.concatenate(parts) for name, parts in signals.items()}
+
+
+def tune_fusion_weights(model, X_train, X_valid, popularity, grid=WEIGHT_GRID, kg_grid=KG_WEIGHT_GRID) -> tuple[dict[str, float], pd.DataFrame]:
+    """Grid-search the hybrid's fusion weights on the validation split (never on test).
+
+    First text × lexical with kg off, then the knowledge-graph weight on top of the best of
+    those: the table shows exactly what the KG signal adds on validation. Signals are scored
+    once per validation user; each setting only re-fuses them.
+    """
+    users, signals = validation_signals(model, X_train, X_valid)
+    lengths = model.history_length(users, X_train)
+    position = np.full(X_train.shape[0], -1)
+    position[users] = np.arange(len(users))
     base = dict(model.config.weights)
-    for values in itertools.product(*grid.values()):
-        weights = {**base, "cf": 1.0, **dict(zip(grid, values))}
+    k = int(TUNING_METRIC.split("@")[1])
+    rows = []
+
+    def trial(weights):
         model.config = replace(model.config, weights=weights)
-        k = int(TUNING_METRIC.split("@")[1])
-        result = evaluate(model.scorer("hybrid", X_train), train_X=X_train, test_X=X_valid, exclude_X=X_train, ks=(k,), item_popularity=popularity)
-        rows.append({**weights, TUNING_METRIC: float(result[TUNING_METRIC])})
+        result = evaluate(lambda r: model.fuse({n: S[position[r]] for n, S in signals.items()}, lengths[position[r]]),
+                          train_X=X_train, test_X=X_valid, exclude_X=X_train, ks=(k,), item_popularity=popularity,
+                          cold_items=popularity <= 2)
+        rows.append({**weights, TUNING_METRIC: float(result[TUNING_METRIC]),
+                     "cold_recall@10": float(result.get("cold", {}).get("recall@10", float("nan")))})
+
+    for values in itertools.product(*grid.values()):
+        trial({**base, "cf": 1.0, "kg": 0.0, **dict(zip(grid, values))})
+    stage1 = pd.DataFrame(rows)
+    best = stage1.loc[stage1[TUNING_METRIC].idxmax()]
+    if "kg" in signals:
+        for w in kg_grid:
+            trial({**{n: float(best[n]) for n in ("cf", *grid)}, "kg": w})
     model.config = replace(model.config, weights=base)
     table = pd.DataFrame(rows)
     best = table.loc[table[TUNING_METRIC].idxmax()]
-    return {name: float(best[name]) for name in base if name in best}, table
+    return {name: float(best[name]) for name in ("cf", *grid, "kg")}, table

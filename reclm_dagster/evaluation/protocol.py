@@ -79,6 +79,8 @@ def evaluate(
         if scores.shape != (len(rows), n_items):
             raise ValueError(f"score_fn returned {scores.shape}, expected {(len(rows), n_items)}")
         idx, _ = topk(scores, kmax, exclude=None if ex is None else ex[rows], copy=False)
+        if idx.shape[1] < kmax:  # a catalogue smaller than k: the missing ranks are empty slots
+            idx = np.pad(idx, ((0, 0), (0, kmax - idx.shape[1])), constant_values=-1)
         valid = idx >= 0
         safe = np.where(valid, idx, 0)
         hits = np.take_along_axis(R[rows].toarray() > 0, safe, axis=1) & valid

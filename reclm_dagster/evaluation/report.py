@@ -22,6 +22,11 @@ TABLE_COLUMNS = (
 )
 
 
+# Cold-user protocol columns (per revealed n) and the models shown there.
+COLD_USER_METRICS = (("NDCG@10", "ndcg@10"), ("Recall@20", "recall@20"))
+COLD_USER_PREFIX = "cold_users_"
+
+
 def _num(value) -> float | None:
     """A JSON-safe float: NaN (no user to average over) becomes null."""
     if value is None:
@@ -57,6 +62,14 @@ def eval_json(dataset: str, protocol: EvaluationProtocol, result: EvaluationResu
         entry["cold"] = {m: _num(cold.at[name, m]) if has_cold and m in cold.columns else None for m in ranking}
         entry["params"] = _plain(result.params.get(name, {}))
         models[str(name)] = entry
+    cold_users = {}
+    for slice_ in sorted(s for s in result.metrics["slice"].unique() if str(s).startswith(COLD_USER_PREFIX)):
+        frame = result.wide(slice_)
+        n = slice_[len(COLD_USER_PREFIX):]
+        for name in frame.index:
+            entry = {m: _num(frame.at[name, m]) for m in ranking if m in frame.columns}
+            entry["n_users"] = int(frame.at[name, "n_users"]) if "n_users" in frame.columns else 0
+            cold_users.setdefault(str(name), {})[n] = entry
 
     proto = {
         "name": protocol.name(),
@@ -83,7 +96,10 @@ def eval_json(dataset: str, protocol: EvaluationProtocol, result: EvaluationResu
         "n_cold_test_users": first(cold, "n_users"),
         "n_cold_items": first(cold, "n_items"),
     }
-    return {"dataset": dataset, "protocol": proto, "models": models, "split": split}
+    report = {"dataset": dataset, "protocol": proto, "models": models, "split": split}
+    if cold_users:
+        report["cold_users"] = cold_users
+    return report
 
 
 def format_table(result: EvaluationResult) -> str:
@@ -115,7 +131,41 @@ def format_report(report: dict) -> str:
     ]
     if proto.get("skipped"):
         head.append("skipped: " + "; ".join(f"{k} ({v})" for k, v in proto["skipped"].items()))
-    return "\n".join(head + ["", _render(list(models), value)])
+    lines = head + ["", _render(list(models), value)]
+    if "hybrid" in models and "ease" in models:
+        h, e = value("hybrid", "all", "ndcg@10"), value("ease", "all", "ndcg@10")
+        if e > 0:
+            lines += ["", f"hybrid / ease NDCG@10: {h / e:.3f}"]
+    if report.get("cold_users"):
+        lines += ["", format_cold_users(report["cold_users"])]
+    return "\n".join(lines)
+
+
+def format_cold_users(cold_users: dict) -> str:
+    """Cold-user protocol: one row per model, NDCG@10 / Recall@20 per revealed n, hybrid/EASE ratios."""
+    names = [m for m in ("hybrid", "ease", "pop") if m in cold_users] + sorted(set(cold_users) - {"hybrid", "ease", "pop"})
+    reveal = sorted({n for m in cold_users.values() for n in m}, key=int)
+    header = ["model"] + [f"n={n} {h}" for n in reveal for h, _ in COLD_USER_METRICS]
+    body = []
+    for name in names + (["hybrid/ease"] if "hybrid" in cold_users and "ease" in cold_users else []):
+        cells = []
+        for n in reveal:
+            for _, metric in COLD_USER_METRICS:
+                if name == "hybrid/ease":
+                    h, e = cold_users["hybrid"].get(n, {}).get(metric), cold_users["ease"].get(n, {}).get(metric)
+                    cells.append("-" if not h or not e else f"{h / e:.2f}x")
+                else:
+                    v = cold_users[name].get(n, {}).get(metric)
+                    cells.append("-" if v is None else f"{v:.4f}")
+        body.append([name] + cells)
+    users = next(iter(cold_users.values()))
+    n_users = max((entry.get("n_users", 0) for entry in users.values()), default=0)
+    widths = [max(len(r[j]) for r in [header] + body) for j in range(len(header))]
+    lines = [f"cold users ({n_users} users left out of training; n = interactions revealed, plus their own words)"]
+    lines += ["  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
+              for r in [header] + body]
+    lines.insert(2, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def _render(names: list, value) -> str:

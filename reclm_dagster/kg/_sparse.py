@@ -37,11 +37,15 @@ def blockwise_top_k(
     k: int,
     min_value: float = 0.0,
     block_size: int = 2048,
+    column_bonus: np.ndarray | None = None,
 ) -> sp.csr_matrix:
     """Top-k per row of ``left @ right_t`` with the diagonal dropped, one row block at a time.
 
     Values must exceed ``min_value``. Only a block of the product exists at once, so a
     popular genre or a heavy user never materialises a dense items x items matrix.
+    ``column_bonus`` (one value per column, each in [0, 0.5)) is added to every kept value
+    after the ``min_value`` test: a tie-break among equal integer counts that callers
+    remove again with ``floor``.
     """
     n_rows, n_cols = left.shape[0], right_t.shape[1]
     parts = []
@@ -50,6 +54,8 @@ def blockwise_top_k(
         rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
         block.data[(block.indices == rows + start) | (block.data <= min_value)] = 0
         block.eliminate_zeros()
+        if column_bonus is not None:
+            block.data += column_bonus[block.indices]
         parts.append(top_k_per_row(block, k))
     if not parts:
         return sp.csr_matrix((n_rows, n_cols))

@@ -38,11 +38,15 @@ def normalize_name(name: object) -> str:
 
     'Science-Fiction', 'science fiction', 'SCIENCE  FICTION' -> 'science fiction';
     'Beyoncé' -> 'beyonce'; 'ＡＢＣ' -> 'abc'. Chinese/Japanese/Korean names only get
-    NFKC, casefold (which leaves ideographs alone) and whitespace collapsing.
+    NFKC, casefold (which leaves ideographs alone), punctuation -> space and whitespace
+    collapsing ('【剧本】' -> '剧本'); their marks are kept.
     """
     s = unicodedata.normalize("NFKC", str(name))
     if _EAST_ASIAN.search(s):
-        return _WHITESPACE.sub(" ", s.casefold()).strip()
+        # Punctuation still folds to a space: '#电影', '【电影】' and '电影' are one tag.
+        spaced = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in s.casefold())
+        key = _WHITESPACE.sub(" ", spaced).strip()
+        return key or _WHITESPACE.sub(" ", s.casefold()).strip()
     decomposed = unicodedata.normalize("NFKD", s.casefold())
     chars = []
     for ch in decomposed:
@@ -129,6 +133,10 @@ class KnowledgeGraph:
             "triples_per_relation": {str(k): int(v) for k, v in per_rel.items()},
         }
 
+    def relations(self) -> pd.DataFrame:
+        """The relations of the graph with their counts (see :func:`relations_table`)."""
+        return relations_table(self)
+
     def with_triples(self, extra: pd.DataFrame) -> "KnowledgeGraph":
         """New graph with extra triples (e.g. co-consumption) merged in; unseen nodes get entity rows."""
         triples = merge_triples(pd.concat([self.triples, extra[TRIPLE_COLUMNS]], ignore_index=True))
@@ -149,6 +157,62 @@ class KnowledgeGraph:
         )
         entities = pd.concat([self.entities, new_rows], ignore_index=True) if new_ids else self.entities
         return KnowledgeGraph(entities=entities.reset_index(drop=True), triples=triples)
+
+
+RELATION_COLUMNS = [
+    "relation", "label", "head_type", "tail_type", "n_triples", "n_heads", "n_tails",
+    "total_weight", "weight_meaning", "description",
+]
+# relation -> (what its weight counts, what it says). Unknown relations get generic text.
+_RELATION_INFO = {
+    "tagged_as": ("users (or tag weight) that gave the tag", "item was tagged with the tag"),
+    "has_genre": ("1 per source row", "item belongs to the genre"),
+    "directed_by": ("1 per source row", "item was directed by the person"),
+    "starring": ("1 per source row", "item stars the person"),
+    "by_artist": ("1 per source row", "item is by the artist"),
+    "hosted_by": ("1 per source row", "live stream is hosted by the person"),
+    "produced_in": ("1 per source row", "item was produced in the country"),
+    "filmed_in": ("1 per source row", "item was filmed at the location"),
+    "from_region": ("1 per source row", "item comes from the region"),
+    "brand": ("1 per source row", "product is made by the brand"),
+    "category": ("1 per source row", "product is in the category"),
+    "feature": ("1 per source row", "product has the feature"),
+    "priced_at": ("1 per source row", "product is in the price band"),
+    FRIEND_OF: ("1", "user is a friend of user (as listed by the dataset)"),
+    CO_CONSUMED: ("distinct training users who consumed both",
+                  "users who consumed the head item also consumed the tail item (training interactions only)"),
+}
+# co_consumed_with is stored under one name (mixed catalogues link films to products);
+# the label says what it means when all its items are of one domain.
+_CO_LABEL = {"audio": "co_listened_with", "video": "co_watched_with", "product": "co_bought_with"}
+
+
+def relations_table(kg: "KnowledgeGraph") -> pd.DataFrame:
+    """One row per (relation, head type, tail type): counts, weight meaning and a readable label."""
+    t = kg.triples
+    if t.empty:
+        return pd.DataFrame(columns=RELATION_COLUMNS)
+    etype = dict(zip(kg.entities["entity_id"], kg.entities["entity_type"]))
+    items = kg.entities[kg.entities["entity_type"] == "item"]
+    domain = dict(zip(items["entity_id"], items["domain"]))
+    frame = t.assign(
+        head_type=t["head"].map(etype).fillna(t["head"].map(node_type)),
+        tail_type=t["tail"].map(etype).fillna(t["tail"].map(node_type)),
+    )
+    rows = []
+    for (rel, ht, tt), g in frame.groupby(["relation", "head_type", "tail_type"], sort=True):
+        label = rel
+        if rel == CO_CONSUMED:
+            domains = set(pd.concat([g["head"], g["tail"]]).map(domain).dropna().astype(str))
+            if len(domains) == 1:
+                label = _CO_LABEL.get(domains.pop(), rel)
+        meaning, description = _RELATION_INFO.get(rel, ("1 per source row", f"{ht} {rel.replace('_', ' ')} {tt}"))
+        rows.append({
+            "relation": rel, "label": label, "head_type": ht, "tail_type": tt,
+            "n_triples": int(len(g)), "n_heads": int(g["head"].nunique()), "n_tails": int(g["tail"].nunique()),
+            "total_weight": float(g["weight"].sum()), "weight_meaning": meaning, "description": description,
+        })
+    return pd.DataFrame(rows, columns=RELATION_COLUMNS)
 
 
 def _fact_entities(facts: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -223,10 +287,13 @@ def build_knowledge_graph(
         heads = links["user_id"].astype(str).map(user_node)
         tails = links["other_user_id"].astype(str).map(user_node)
         rel = links["relation"].astype(str) if "relation" in links else FRIEND_OF
+        # The common schema keeps no file/line for user links: the row's key in the stored
+        # user_links table is what asserted the edge.
+        prov = (links["source"] if "source" in links else
+                "user_links:" + links["user_id"].astype(str) + "," + links["other_user_id"].astype(str))
         parts.append(
             pd.DataFrame(
-                {"head": heads, "relation": rel, "tail": tails, "weight": 1.0,
-                 "provenance": links["source"] if "source" in links else "user_links"}
+                {"head": heads, "relation": rel, "tail": tails, "weight": 1.0, "provenance": prov}
             )
         )
         users = pd.unique(pd.concat([heads, tails]))
@@ -258,8 +325,11 @@ def co_consumption_triples(
     """item --co_consumed_with--> item from training interactions only.
 
     The weight is the number of distinct users who consumed both; each item keeps its
-    ``top_k`` strongest partners with at least ``min_common`` shared users. Computed as
-    sparse X.T @ X one block of items at a time.
+    ``top_k`` strongest partners with at least ``min_common`` shared users. Among partners
+    with the same count the more popular one is kept (a long-tail item with a single
+    listener otherwise keeps an arbitrary 10 of that listener's artists; the popular ones
+    are the ones other users share, so they explain more lists). Computed as sparse
+    X.T @ X one block of items at a time.
     """
     df = train_interactions
     if "weight" in df:
@@ -274,9 +344,16 @@ def co_consumption_triples(
     )
     x.sum_duplicates()
     x.data[:] = 1.0  # repeated (user, item) rows were summed; a user counts once
+    popularity = np.asarray(x.sum(axis=0)).ravel()
+    # Rank of popularity (ties: lower column first) scaled into [0, 0.5): breaks count ties only.
+    order_pop = np.lexsort((-np.arange(len(popularity)), popularity))
+    bonus = np.empty(len(popularity))
+    bonus[order_pop] = np.arange(len(popularity)) / (2.0 * len(popularity) + 1.0)
     common = blockwise_top_k(
-        x.T.tocsr(), x, k=top_k, min_value=min_common - 0.5, block_size=block_size
+        x.T.tocsr(), x, k=top_k, min_value=min_common - 0.5, block_size=block_size,
+        column_bonus=bonus,
     ).tocoo()
+    common.data = np.floor(common.data)
     order = np.lexsort((common.col, -common.data, common.row))
     heads = np.asarray(item_labels)[common.row[order]]
     tails = np.asarray(item_labels)[common.col[order]]
@@ -287,7 +364,7 @@ def co_consumption_triples(
             "relation": CO_CONSUMED,
             "tail": [item_node(t) for t in tails],
             "weight": counts.astype(float),
-            "provenance": [f"train_interactions ({int(c)} common users)" for c in counts],
+            "provenance": [f"train_interactions ({int(c)} common user{'s' if c != 1 else ''})" for c in counts],
         },
         columns=TRIPLE_COLUMNS,
     )

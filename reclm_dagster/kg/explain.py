@@ -1,8 +1,18 @@
 """Explanations for recommendations, built only from links that exist in the knowledge graph.
 
-Order of preference: a shared specific entity with a liked item (person/brand, then
-tag/feature, then genre/category; rarer first), co-consumption, a friend who likes it,
-a shared place (country/location), the caller's matched text terms, else "popular".
+Order of preference (every reason with a path is checked against the triples by
+``verify_path``):
+
+1. a shared specific entity with a liked item (person/brand, then tag/feature; rarer first);
+2. an entity of that kind the user mentioned in their own words ("Matches 'space opera' in
+   your tags": the path is the candidate's edge to the entity, the mention is in kg_mentions);
+3. a shared genre/category with a liked item;
+4. co-consumption with a liked item by at least two users ("Listeners of A also play it");
+5. a friend (friend_of edge in the graph) who consumed it in training;
+6. a mentioned genre/category/place;
+7. co-consumption by a single user ("A listener of A also plays it");
+8. a shared place (country/location);
+9. the caller's matched text terms (no path), else "popular" (no path).
 """
 
 from __future__ import annotations
@@ -61,12 +71,26 @@ _CO_PHRASE = {
     "product": "People who bought {title} also bought it",
     "video": "Viewers of {title} also watched it",
 }
+# Co-consumption by one user only: still true, said as such.
+_CO_ONE_PHRASE = {
+    "audio": "A listener of {title} also plays it",
+    "product": "Someone who bought {title} also bought it",
+    "video": "A viewer of {title} also watched it",
+}
+_FRIEND_PHRASE = {
+    "audio": "Your friend {friend} listens to it",
+    "product": "Your friend {friend} bought it",
+    "video": "Your friend {friend} watched it",
+}
+_WHERE = {"tag": "tags", "review": "reviews", "request": "requests", "profile": "profile"}
+# Co-consumption counts at or above this are "listeners of A also play it"; below, "a listener".
+STRONG_CO = 2.0
 
 
 @dataclass
 class Explanation:
     text: str
-    kind: str  # 'shared_entity' | 'co_consumed' | 'friend' | 'text_match' | 'popular'
+    kind: str  # 'shared_entity' | 'mention' | 'co_consumed' | 'friend' | 'text_match' | 'popular'
     path: list[Edge] = field(default_factory=list)
 
     def path_json(self) -> str:
@@ -85,6 +109,7 @@ class _Index:
         self.item_entities: dict[str, dict[str, str]] = {}  # item -> {entity: relation}
         self.entity_items: dict[str, set[str]] = {}
         self.co: dict[str, dict[str, Edge]] = {}  # item -> {other item: stored edge}
+        self.co_weight: dict[Edge, float] = {}
         self.friends: dict[str, dict[str, Edge]] = {}  # user -> {friend: stored edge}
         t = kg.triples
         self.edges = set(zip(t["head"], t["relation"], t["tail"]))
@@ -100,10 +125,12 @@ class _Index:
             (self.friends, head_user & tail_user & (t["relation"] == FRIEND_OF)),
         ):
             sub = t[mask]
-            for head, rel, tail in zip(sub["head"], sub["relation"], sub["tail"]):
+            for head, rel, tail, w in zip(sub["head"], sub["relation"], sub["tail"], sub["weight"]):
                 a, b = head[5:], tail[5:]  # strip "item:" / "user:"
                 lookup.setdefault(a, {}).setdefault(b, (head, rel, tail))
                 lookup.setdefault(b, {}).setdefault(a, (head, rel, tail))
+                if lookup is self.co:
+                    self.co_weight[(head, rel, tail)] = float(w)
         self._ranked: dict[str, list[tuple[int, int, str, str]]] = {}
 
     def ranked_entities(self, item: str) -> list[tuple[int, int, str, str]]:
@@ -176,6 +203,51 @@ def _shared_entity(idx, history, positions, candidate, ranks, titles) -> Explana
     return None
 
 
+def _mentioned(idx, candidate, mentioned, ranks) -> Explanation | None:
+    """The candidate has an entity the user named in their own words."""
+    if not mentioned:
+        return None
+    for rank, _, eid, rel_c in idx.ranked_entities(candidate):
+        if rank in ranks and eid in mentioned:
+            surface, kind = mentioned[eid]
+            where = _WHERE.get(kind, "words")
+            return Explanation(f"Matches '{surface}' in your {where}", "mention",
+                               [(item_node(candidate), rel_c, eid)])
+    return None
+
+
+def _co_consumed(idx, history, candidate, titles, strong: bool) -> Explanation | None:
+    partners = idx.co.get(candidate, {})
+    if not partners:
+        return None
+    for h in history:
+        if h == candidate or h not in partners:
+            continue
+        edge = partners[h]
+        weight = idx.co_weight.get(edge, STRONG_CO)
+        if (weight >= STRONG_CO) != strong:
+            continue
+        domain = str(idx.domain.get(candidate))
+        if strong:
+            phrase = _CO_PHRASE.get(domain, "People who liked {title} also liked it")
+        else:
+            phrase = _CO_ONE_PHRASE.get(domain, "Someone who liked {title} also liked it")
+        return Explanation(phrase.format(title=titles(h)), "co_consumed", [edge])
+    return None
+
+
+def _friend(idx, candidate, friends_items, user_id) -> Explanation | None:
+    if not friends_items or user_id is None:
+        return None
+    linked = idx.friends.get(str(user_id), {})
+    for friend in sorted(friends_items, key=str):
+        # Only friendships recorded in the graph count, so the path stays verifiable.
+        if str(friend) in linked and candidate in friends_items[friend]:
+            phrase = _FRIEND_PHRASE.get(str(idx.domain.get(candidate)), "Your friend {friend} likes it")
+            return Explanation(phrase.format(friend=friend), "friend", [linked[str(friend)]])
+    return None
+
+
 def _explain(
     idx: _Index,
     history: list[str],
@@ -185,28 +257,22 @@ def _explain(
     friends_items: Mapping[str, Iterable[str]] | None,
     user_id: str | None,
     titles: Callable[[str], str],
+    mentioned: Mapping[str, tuple[str, str]] | None = None,
 ) -> Explanation:
-    found = _shared_entity(idx, history, positions, candidate, (0, 1, 2), titles)
-    if found:
-        return found
-
-    partners = idx.co.get(candidate, {})
-    if partners:
-        liked = next((h for h in history if h in partners and h != candidate), None)
-        if liked is not None:
-            phrase = _CO_PHRASE.get(str(idx.domain.get(candidate)), "People who liked {title} also liked it")
-            return Explanation(phrase.format(title=titles(liked)), "co_consumed", [partners[liked]])
-
-    if friends_items and user_id is not None:
-        linked = idx.friends.get(str(user_id), {})
-        for friend in sorted(friends_items, key=str):
-            # Only friendships recorded in the graph count, so the path stays verifiable.
-            if str(friend) in linked and candidate in friends_items[friend]:
-                return Explanation(f"Your friend {friend} likes it", "friend", [linked[str(friend)]])
-
-    found = _shared_entity(idx, history, positions, candidate, (_PLACE_RANK,), titles)
-    if found:
-        return found
+    steps = (
+        lambda: _shared_entity(idx, history, positions, candidate, (0, 1), titles),
+        lambda: _mentioned(idx, candidate, mentioned, (0, 1)),
+        lambda: _shared_entity(idx, history, positions, candidate, (2,), titles),
+        lambda: _co_consumed(idx, history, candidate, titles, strong=True),
+        lambda: _friend(idx, candidate, friends_items, user_id),
+        lambda: _mentioned(idx, candidate, mentioned, (2, _PLACE_RANK)),
+        lambda: _co_consumed(idx, history, candidate, titles, strong=False),
+        lambda: _shared_entity(idx, history, positions, candidate, (_PLACE_RANK,), titles),
+    )
+    for step in steps:
+        found = step()
+        if found:
+            return found
 
     terms = [t for t in dict.fromkeys(matched_terms or []) if t]
     if terms:
@@ -232,16 +298,19 @@ def explain(
     friends_items: Mapping[str, set[str]] | None = None,
     titles: Mapping[str, str] | None = None,
     user_id: str | None = None,
+    mentioned: Mapping[str, tuple[str, str]] | None = None,
 ) -> Explanation:
     """Explain one candidate from the user's training history (strongest first).
 
     A friend explanation needs ``user_id`` so the friend_of edge can be checked in the graph.
+    ``mentioned`` maps entity ids the user named in their own words to (surface, kind), as
+    :func:`reclm_dagster.kg.linking.user_mentions` returns per user.
     """
     idx = _index(kg)
     history = list(dict.fromkeys(str(i) for i, _ in user_history))
     positions = {h: p for p, h in enumerate(history)}
     return _explain(idx, history, positions, str(candidate_item), matched_terms,
-                    friends_items, user_id, _title_fn(idx, titles))
+                    friends_items, user_id, _title_fn(idx, titles), mentioned)
 
 
 def explain_many(
@@ -251,12 +320,18 @@ def explain_many(
     matched_terms_fn: Callable[[str, str], list[str]] | None = None,
     titles: Mapping[str, str] | None = None,
     max_history: int | None = 200,
+    mentions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Add explanation, explanation_kind, explanation_path (JSON) to a recs table.
 
     Histories are training interactions, strongest weight first (capped at ``max_history``);
     friends come from the graph's friend_of edges, their likes from the same interactions.
+    ``mentions`` is the kg_mentions table (user_id, entity_id, surface, kind): entities the
+    user named in descriptions kept for training.
     """
+    from reclm_dagster.kg.linking import user_mentions
+
+    said = user_mentions(mentions) if mentions is not None else {}
     idx = _index(kg)
     title = _title_fn(idx, titles)
     train = train_interactions[["user_id", "item_id"]].astype(str)
@@ -279,7 +354,7 @@ def explain_many(
             cache[user] = (hist, {h: p for p, h in enumerate(hist)}, friends)
         hist, positions, friends = cache[user]
         terms = matched_terms_fn(user, item) if matched_terms_fn else None
-        exp = _explain(idx, hist, positions, item, terms, friends, user, title)
+        exp = _explain(idx, hist, positions, item, terms, friends, user, title, said.get(user))
         texts.append(exp.text)
         kinds.append(exp.kind)
         paths.append(exp.path_json())

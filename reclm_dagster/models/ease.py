@@ -4,6 +4,14 @@ B = I - P / diag(P) with P = (XᵀX + λI)⁻¹ and diag(B) = 0. Only one dense
 n_items² array is ever held: the gram matrix is written block-wise into it,
 factorised in place by Cholesky (LAPACK potrf) and inverted in place from the
 factor (potri), then rescaled column-wise in place into B.
+
+Side information ("collective" EASE, cf. Jeunen et al. 2020, Steck 2019's
+side-information remark): item features F (items × features, e.g. the tags users
+put on an item, its genres, its director) are stacked under the interaction
+matrix as extra pseudo-user rows ``g · Fᵀ``, so the gram becomes
+``XᵀX + g²·F Fᵀ``. Items that share features co-occur in those rows, which both
+sharpens B for warm items and gives cold items (no or few interactions, but
+features) non-zero weights, so they can be recommended at all.
 """
 
 from __future__ import annotations
@@ -72,13 +80,19 @@ class EASE:
     for tiny λ.
     """
 
-    def __init__(self, l2: float = 200.0, dtype=np.float32, binarize: bool = True) -> None:
+    def __init__(self, l2: float = 200.0, dtype=np.float32, binarize: bool = True, side_weight: float = 0.0) -> None:
         self.l2 = l2
         self.dtype = dtype
         self.binarize = binarize
+        self.side_weight = side_weight  # g: weight of the side-information rows
 
-    def fit(self, X: sp.spmatrix) -> "EASE":
+    def fit(self, X: sp.spmatrix, side: sp.spmatrix | None = None) -> "EASE":
+        """``side``: optional item × feature matrix (rows aligned with X's columns)."""
         R = _binarize(X) if self.binarize else sp.csr_matrix(X)
+        if side is not None and self.side_weight > 0 and side.shape[1] > 0:
+            if side.shape[0] != R.shape[1]:
+                raise ValueError(f"side has {side.shape[0]} item rows, X has {R.shape[1]} items")
+            R = sp.vstack([R, self.side_weight * sp.csr_matrix(side, dtype=np.float32).T]).tocsr()
         P = gram_matrix(R, dtype=self.dtype)
         P[np.diag_indices_from(P)] += self.l2
         P = inverse_spd_inplace(P)

@@ -1,13 +1,17 @@
 """The hybrid recommender: behaviour, meaning and words, fused per user.
 
 Three signals score every catalogue item for a user:
-- ``cf``: collaborative filtering on the interaction matrix (ItemKNN cosine or EASE);
+- ``cf``: collaborative filtering on the interaction matrix: EASE with the items' side
+  information (tags, genres, people) stacked into its closed form (see ``models/ease.py``),
+  or ItemKNN cosine;
 - ``text``: cosine between the user's text profile (the embeddings of what they consumed
   and of what they wrote) and each item's embedding — the only signal that reaches
   cold items besides ``lexical``;
 - ``lexical``: BM25 of the user's own words (tags, reviews, requests; jieba-segmented
   for Chinese) against each item's tokens — the encoder is English-only, this is not.
-The ``hybrid`` score z-scores each signal per user and blends them with fixed weights.
+The fused score z-scores each signal per user and blends them with weights chosen on
+validation (``fusion``); when a learned re-ranker (``models/reranker.py``) is attached and
+validation preferred it, ``hybrid`` re-orders the fused candidates with it.
 Everything is computed in user batches: no dense users × items matrix is ever held.
 """
 
@@ -22,32 +26,53 @@ import scipy.sparse as sp
 from reclm_dagster.models.fusion import linear_fusion
 from reclm_dagster.models.ease import EASE
 from reclm_dagster.models.neighbors import ItemKNN, Popularity
+from reclm_dagster.kg.signals import item_entity_profiles, user_entity_affinity
+from reclm_dagster.kg.similarity import entity_idf
+from reclm_dagster.models.side_information import text_features
 from reclm_dagster.text.bm25 import BM25
 
-SIGNALS = ("cf", "text", "lexical")
+SIGNALS = ("cf", "text", "lexical", "kg")
+# Ties (e.g. a user with no history and no words: every signal is flat) are broken by
+# popularity, with a weight far below any fusion weight so it never reorders real evidence.
+POPULARITY_TIE_BREAK = 1e-3
+# A user who revealed this many interactions gets half of ``short_history_popularity``.
+SHORT_HISTORY_HALF_LIFE = 3.0
 
 
 @dataclass
 class HybridConfig:
-    cf_model: str = "itemknn"  # "itemknn" or "ease"
+    cf_model: str = "ease"  # "ease" (side-information EASE) or "itemknn"
     k_neighbors: int = 100
     ease_l2: float = 200.0
+    side_weight: float = 1.0  # g: weight of item features stacked under X in EASE (0 = plain EASE)
+    side_weighting: str = "log_users"  # item feature values: 'binary' or 'log_users' (1 + log #users who said it)
     # Fusion weights over per-user z-scores; CF leads because behaviour is the
     # strongest signal where it exists, text and words break its ties and reach cold items.
-    weights: dict[str, float] = field(default_factory=lambda: {"cf": 1.0, "text": 0.5, "lexical": 0.5})
+    weights: dict[str, float] = field(default_factory=lambda: {"cf": 1.0, "text": 0.1, "lexical": 0.1, "kg": 0.0})
     # Share of a user's text profile that comes from their own words (vs consumed items).
     description_share: float = 0.5
+    # Share of an item's text vector taken from what users said about it (vs its catalogue entry).
+    said_share: float = 0.5
+    # Weight of popularity for users with short histories, fading as c/(c+|history|):
+    # with one or three interactions CF and words are noisy and the crowd is a strong prior.
+    short_history_popularity: float = 0.0
 
     def as_params(self) -> dict[str, object]:
         params: dict[str, object] = {
             "cf_model": self.cf_model,
             "description_share": self.description_share,
+            "said_share": self.said_share,
+            "short_history_popularity": self.short_history_popularity,
         }
         params.update({f"weight_{k}": v for k, v in self.weights.items()})
-        params["k_neighbors" if self.cf_model == "itemknn" else "ease_l2"] = (
-            self.k_neighbors if self.cf_model == "itemknn" else self.ease_l2
-        )
+        params.update(self.cf_params())
         return params
+
+    def cf_params(self) -> dict[str, object]:
+        if self.cf_model == "itemknn":
+            return {"cf_model": "itemknn", "k_neighbors": self.k_neighbors}
+        return {"cf_model": self.cf_model, "ease_l2": self.ease_l2, "side_weight": self.side_weight,
+                "side_weighting": self.side_weighting}
 
 
 def _l2_rows(M: np.ndarray) -> np.ndarray:
@@ -61,6 +86,8 @@ class UserText:
 
     vectors: np.ndarray  # (n_users, dim), zero rows for users who said nothing
     tokens: list[list[str]]  # (n_users,) token lists, empty for users who said nothing
+    # (n_users,) side-information features the user named ('said=space opera'): KG mentions
+    features: list[list[str]] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -77,11 +104,14 @@ class UserText:
         keep = np.flatnonzero(rows >= 0)
         vectors = np.zeros((len(users), dim), dtype=np.float32)
         tokens: list[list[str]] = [[] for _ in range(len(users))]
+        features: list[list[str]] = [[] for _ in range(len(users))]
+        texts = descriptions["text"].to_numpy() if "text" in descriptions else np.full(len(descriptions), "")
         if len(keep):
             np.add.at(vectors, rows[keep], description_vectors[keep])
             for r, d in zip(rows[keep], keep):
                 tokens[r].extend(description_tokens[d])
-        return cls(_l2_rows(vectors).astype(np.float32), tokens)
+                features[r].extend(text_features(texts[d], description_tokens[d]))
+        return cls(_l2_rows(vectors).astype(np.float32), tokens, features)
 
 
 class HybridRecommender:
@@ -96,19 +126,58 @@ class HybridRecommender:
         item_vectors: np.ndarray,
         item_tokens: list[list[str]],
         user_text: UserText,
+        side: sp.csr_matrix | None = None,
+        side_names: np.ndarray | None = None,
     ) -> "HybridRecommender":
+        """``side``: item × feature matrix (rows aligned with X's columns), named by ``side_names``:
+        side information for EASE and the entities of the ``kg`` signal."""
         cfg = self.config
         if cfg.cf_model == "ease":
-            self.cf_ = EASE(l2=cfg.ease_l2).fit(X)
+            self.cf_ = EASE(l2=cfg.ease_l2, side_weight=cfg.side_weight).fit(X, side=side)
         elif cfg.cf_model == "itemknn":
             self.cf_ = ItemKNN(k_neighbors=cfg.k_neighbors).fit(X)
         else:
             raise ValueError(f"unknown cf_model {cfg.cf_model!r} (use 'itemknn' or 'ease')")
         self.popularity_ = Popularity().fit(X)
+        counts = np.log1p(np.asarray((X > 0).sum(axis=0), dtype=np.float64).ravel())
+        spread = counts.std()
+        self.popularity_z_ = ((counts - counts.mean()) / (spread if spread > 0 else 1.0)).astype(np.float32)
+        self.tie_break_ = POPULARITY_TIE_BREAK * self.popularity_z_
         self.item_vectors_ = np.ascontiguousarray(item_vectors, dtype=np.float32)
         self.bm25_ = BM25().fit(item_tokens)
         self.user_text_ = user_text
+        self.reranker_ = None  # attached by the evaluation when validation prefers it
+        self._fit_kg(side, side_names)
         return self
+
+    def _fit_kg(self, side, side_names) -> None:
+        """The ``kg`` signal: idf-weighted cosine of user and item entity profiles (kg/signals.py)."""
+        if side is None or side_names is None or side.shape[1] == 0:
+            self.kg_ = None
+            return
+        E = sp.csr_matrix(side, dtype=np.float32)
+        E.data[:] = 1.0
+        idf = entity_idf(E)
+        self.kg_ = {"E": E, "idf": idf, "items": item_entity_profiles(E, idf).T.tocsr(),
+                    "index": {name: j for j, name in enumerate(side_names)}}
+
+    def _mentions(self, user_rows: np.ndarray) -> sp.csr_matrix:
+        """users × entities: the entities each user named in their own words."""
+        index, rows, cols = self.kg_["index"], [], []
+        features = self.user_text_.features
+        for r, u in enumerate(user_rows):
+            for name in (features[u] if u < len(features) else ()):
+                j = index.get(name)
+                if j is not None:
+                    rows.append(r)
+                    cols.append(j)
+        return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(user_rows), self.kg_["E"].shape[1]))
+
+    def kg_scores(self, user_rows: np.ndarray, X: sp.csr_matrix) -> np.ndarray:
+        if self.kg_ is None:
+            return np.zeros((len(user_rows), X.shape[1]), np.float32)
+        affinity = user_entity_affinity(sp.csr_matrix(X)[user_rows], self.kg_["E"], self.kg_["idf"], self._mentions(user_rows))
+        return np.asarray((affinity @ self.kg_["items"]).toarray(), dtype=np.float32)
 
     # -- signals -------------------------------------------------------------
     def text_profiles(self, user_rows: np.ndarray, X: sp.csr_matrix) -> np.ndarray:
@@ -131,21 +200,53 @@ class HybridRecommender:
             out["text"] = self.text_profiles(user_rows, X) @ self.item_vectors_.T
         if "lexical" in signals:
             out["lexical"] = self.bm25_.score([self.user_text_.tokens[r] for r in user_rows])
+        if "kg" in signals:
+            out["kg"] = self.kg_scores(user_rows, X)
         if "popularity" in signals:
             out["popularity"] = np.asarray(self.popularity_.score(user_rows, X), dtype=np.float32)
         return out
 
-    def fuse(self, signals: dict[str, np.ndarray]) -> np.ndarray:
+    def fuse(self, signals: dict[str, np.ndarray], history_length: np.ndarray | None = None) -> np.ndarray:
+        """Weighted per-user z-scores, plus popularity for short histories (``history_length`` per row)."""
         weights = {k: w for k, w in self.config.weights.items() if k in signals and w != 0}
-        return linear_fusion({k: signals[k] for k in weights}, weights, norm="zscore")
+        if weights:
+            fused = linear_fusion({k: signals[k] for k in weights}, weights, norm="zscore") + self.tie_break_
+        else:
+            fused = np.zeros_like(next(iter(signals.values()))) + self.tie_break_
+        p = self.config.short_history_popularity
+        if p and history_length is not None:
+            fade = SHORT_HISTORY_HALF_LIFE / (SHORT_HISTORY_HALF_LIFE + np.asarray(history_length, np.float32))
+            fused = fused + (p * fade)[:, None] * self.popularity_z_[None, :]
+        return fused
 
-    def score(self, user_rows: np.ndarray, X: sp.csr_matrix) -> np.ndarray:
-        return self.fuse(self.score_signals(user_rows, X, signals=tuple(self.config.weights)))
+    @staticmethod
+    def history_length(user_rows: np.ndarray, X: sp.csr_matrix) -> np.ndarray:
+        return np.diff(sp.csr_matrix(X)[np.asarray(user_rows)].indptr)
+
+    def user_said(self, user_rows: np.ndarray) -> np.ndarray:
+        """True for users whose own words are part of their profile."""
+        return np.linalg.norm(self.user_text_.vectors[np.asarray(user_rows)], axis=1) > 0
+
+    def score(self, user_rows: np.ndarray, X: sp.csr_matrix, rerank: bool = True) -> np.ndarray:
+        return self.score_with_signals(user_rows, X, rerank)[0]
+
+    def score_with_signals(self, user_rows: np.ndarray, X: sp.csr_matrix, rerank: bool = True):
+        """``(final scores, {signal: scores})`` of a user batch: fused, then re-ranked if a ranker is attached."""
+        user_rows = np.asarray(user_rows)
+        lengths = self.history_length(user_rows, X)
+        use_ranker = self.reranker_ is not None and rerank
+        signals = self.score_signals(user_rows, X, signals=SIGNALS if use_ranker else tuple(self.config.weights))
+        fused = self.fuse(signals, lengths)
+        if not use_ranker:
+            return fused, signals
+        return self.reranker_.rerank(signals, fused, sp.csr_matrix(X)[user_rows], self.user_said(user_rows)), signals
 
     def scorer(self, signal: str, X: sp.csr_matrix):
-        """A ``score_fn(user_rows)`` for evaluation: 'hybrid' or one signal alone."""
+        """A ``score_fn(user_rows)`` for evaluation: 'hybrid', 'fusion' (no re-ranker) or one signal."""
         if signal == "hybrid":
             return lambda rows: self.score(rows, X)
+        if signal == "fusion":
+            return lambda rows: self.score(rows, X, rerank=False)
         return lambda rows: self.score_signals(rows, X, signals=(signal,))[signal]
 
     # -- free-text requests --------------------------------------------------

@@ -63,5 +63,9 @@ def test_offline_evaluation_fits_without_held_out_descriptions(monkeypatch):
     assert set(zip(fitted["train"]["user_id"], fitted["train"]["item_id"])).isdisjoint(zip(held["user_id"], held["item_id"]))
     seen_words = {w for tokens in fitted["model"].user_text_.tokens for w in tokens}
     assert seen_words and seen_words.isdisjoint(held_words)
+    # ...nor the items' side: their BM25 vocabulary and EASE's side-information features
+    assert set(fitted["model"].bm25_.vocabulary_).isdisjoint(held_words)
+    side_words = {name.split("=", 1)[1] for name in fitted["model"].side_feature_names_}
+    assert side_words.isdisjoint(held_words)
     kept = tables.descriptions[fitted["mask"]]
     assert len(kept) == len(tables.descriptions) - len(held)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reclm_dagster.evaluation.offline import EvaluationProtocol, evaluate_baselines, offline_evaluation
+from reclm_dagster.evaluation.offline import KG_WEIGHT_GRID, MODELS, SIDE_WEIGHT_GRID, EvaluationProtocol, evaluate_baselines, offline_evaluation
 from reclm_dagster.models.hybrid import HybridConfig
 from reclm_dagster.training import DatasetTables
 
@@ -46,13 +46,17 @@ def run():
 def test_hybrid_signals_and_baselines_in_one_table(run):
     tables, protocol, result = run
     wide = result.wide()
-    assert list(wide.index) == ["hybrid", "cf", "text", "lexical"] + BASELINES  # no 'popularity' duplicate of 'pop'
+    assert list(wide.index) == list(MODELS) + BASELINES  # no 'popularity' duplicate of 'pop'
     assert set(result.wide("cold").index) <= set(wide.index)
     assert set(result.params) == set(wide.index)
     assert result.params["hybrid"]["weight_cf"] == 1.0
     assert {k: result.params["hybrid"][f"weight_{k}"] for k in result.weights} == result.weights
     # the fields the Dagster asset reads still hold
-    assert len(result.tuning) == 16 and set(result.weights) == {"cf", "text", "lexical"}
+    # one validation row per (side weight g, fusion weights) tried; the chosen setting is the best row
+    assert len(result.tuning) == len(SIDE_WEIGHT_GRID) * (12 + len(KG_WEIGHT_GRID)) and set(result.weights) == {"cf", "text", "lexical", "kg"}
+    best = result.tuning.loc[result.tuning["ndcg@10"].idxmax()]
+    assert result.params["hybrid"]["side_weight"] == best["side_weight"]
+    assert all(result.weights[k] == best[k] for k in ("text", "lexical", "kg"))
     assert set(result.baseline_tuning) == {"itemknn", "rp3beta", "ease"}
     assert result.n_descriptions_removed > 0
     assert (wide["n_users"] == wide["n_users"].iloc[0]).all()  # every model ranked for the same test users
@@ -74,7 +78,7 @@ def test_no_validation_keeps_config_weights_and_baseline_defaults():
     result = offline_evaluation(tables, protocol, config, baselines=("pop", "itemknn"))
     assert result.weights == config.weights and result.tuning.empty and result.baseline_tuning == {}
     assert result.params["itemknn"] == {"k_neighbors": 100}
-    assert list(result.wide().index) == ["hybrid", "cf", "text", "lexical", "pop", "itemknn"]
+    assert list(result.wide().index) == list(MODELS) + ["pop", "itemknn"]
 
 
 def test_temporal_offline_evaluation_tests_the_latest():

@@ -65,7 +65,7 @@ def test_co_consumption_wording_follows_candidate_domain(kg):
 def test_friend_needs_a_friend_edge_in_the_graph(kg):
     # u1 friend_of u2 is stored; u2 liked V5.
     exp = explain([], "V5", kg, friends_items={"u2": {"V5"}}, user_id="u1")
-    assert exp.kind == "friend" and exp.text == "Your friend u2 likes it"
+    assert exp.kind == "friend" and exp.text == "Your friend u2 watched it"
     assert exp.path == [("user:u1", "friend_of", "user:u2")] and verify_path(kg, exp.path)
     # Stored as u3 friend_of u1: the path uses the stored direction.
     exp = explain([], "V5", kg, friends_items={"u3": {"V5"}}, user_id="u1")

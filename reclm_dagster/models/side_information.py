@@ -1,0 +1,148 @@
+"""What is known about an item besides who consumed it, as matrices the models can use.
+
+Two views of the same legitimate text, both rebuilt for every fit from the
+descriptions a protocol allows (a user's words about one of their held-out pairs
+are never among them):
+
+- ``item_feature_matrix``: items × features, one column per catalogue fact
+  (``has_genre=comedy``, ``directed_by=christopher nolan``) and per thing users said
+  about the item (a short tag as a whole, ``said=hip hop``; a long review as its
+  tokens, ``word=续航``). It feeds side-information EASE.
+- ``item_text_vectors`` / ``item_text_tokens``: the catalogue document's embedding
+  and tokens enriched with what other users said about the item, so an artist whose
+  catalogue entry is only its name is described by its tags.
+
+Catalogue facts that merely aggregate users' tags (Last.fm's and MovieLens' own
+``tagged_as``) would smuggle held-out tags back in, so a fact is dropped when the
+same (item, text) appears among the descriptions; the allowed descriptions add it back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from reclm_dagster.kg.build import normalize_name
+
+# A description with at most this many tokens is a tag: it is one feature as a whole.
+SHORT_TEXT_TOKENS = 4
+
+
+def _l2_rows(M: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(M, axis=1, keepdims=True)
+    return M / np.where(norms > 0, norms, 1.0)
+
+
+def catalogue_facts_without_user_tags(facts: pd.DataFrame, descriptions: pd.DataFrame) -> pd.DataFrame:
+    """Facts minus those that restate a user's description of the same item."""
+    if not len(facts) or not len(descriptions):
+        return facts
+    said = set(descriptions["item_id"].astype(str) + "\x1f" + descriptions["text"].map(normalize_name))
+    key = facts["item_id"].astype(str) + "\x1f" + facts["entity"].map(normalize_name)
+    return facts[~key.isin(said).to_numpy()]
+
+
+def text_features(text: object, tokens: list[str]) -> list[str]:
+    """The side-information features one description names: a short text whole, a long one by word."""
+    if len(tokens) <= SHORT_TEXT_TOKENS:
+        return ["said=" + normalize_name(text)]
+    return ["word=" + t for t in dict.fromkeys(tokens)]
+
+
+def description_features(descriptions: pd.DataFrame, tokens: list[list[str]]) -> pd.DataFrame:
+    """(item_id, feature, n_users) from descriptions: short texts whole, long texts as tokens.
+
+    ``n_users`` counts the distinct users who said it about the item.
+    """
+    rows_item, rows_feature, rows_user = [], [], []
+    for user_id, item_id, text, toks in zip(descriptions["user_id"], descriptions["item_id"], descriptions["text"], tokens):
+        if item_id is None or (isinstance(item_id, float) and np.isnan(item_id)):
+            continue  # a request not about an item
+        features = text_features(text, toks)
+        rows_item += [str(item_id)] * len(features)
+        rows_user += [str(user_id)] * len(features)
+        rows_feature += features
+    pairs = pd.DataFrame({"item_id": rows_item, "feature": rows_feature, "user_id": rows_user})
+    return pairs.groupby(["item_id", "feature"], sort=False)["user_id"].nunique().rename("n_users").reset_index()
+
+
+def item_feature_matrix(
+    items: np.ndarray,
+    facts: pd.DataFrame,
+    descriptions: pd.DataFrame,
+    description_tokens: list[list[str]],
+    min_items: int = 2,
+    weighting: str = "binary",
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Items × features (rows aligned with ``items``) and the feature names.
+
+    ``weighting``: 'binary' (1 where the item has the feature) or 'log_users'
+    (1 + log of how many users said it; catalogue facts count 1). A feature on fewer
+    than ``min_items`` items links nothing to anything and is dropped.
+    """
+    if weighting not in ("binary", "log_users"):
+        raise ValueError(f"weighting must be 'binary' or 'log_users', got {weighting!r}")
+    parts = [description_features(descriptions, description_tokens)]
+    if len(facts):
+        clean = catalogue_facts_without_user_tags(facts, descriptions)
+        parts.append(pd.DataFrame({
+            "item_id": clean["item_id"].astype(str).to_numpy(),
+            "feature": (clean["relation"].astype(str) + "=" + clean["entity"].map(normalize_name)).to_numpy(),
+            "n_users": 1,
+        }))
+    pairs = pd.concat(parts, ignore_index=True).groupby(["item_id", "feature"], sort=False)["n_users"].sum().reset_index()
+    rows = pd.Index(items).get_indexer(pairs["item_id"])
+    pairs = pairs[rows >= 0].assign(row=rows[rows >= 0])
+    counts = pairs["feature"].value_counts()
+    pairs = pairs[pairs["feature"].map(counts) >= min_items]
+    names, cols = np.unique(pairs["feature"].to_numpy(), return_inverse=True)
+    values = np.ones(len(pairs)) if weighting == "binary" else 1.0 + np.log(pairs["n_users"].to_numpy(np.float64))
+    F = sp.csr_matrix(
+        (values.astype(np.float32), (pairs["row"].to_numpy(), cols)), shape=(len(items), len(names))
+    )
+    return F, names
+
+
+def _item_description_matrix(items: np.ndarray, descriptions: pd.DataFrame) -> sp.csr_matrix:
+    """items × descriptions incidence (1 where the description is about the item)."""
+    rows = pd.Index(items).get_indexer(descriptions["item_id"].astype(str))
+    keep = np.flatnonzero(rows >= 0)
+    return sp.csr_matrix(
+        (np.ones(len(keep), np.float32), (rows[keep], keep)), shape=(len(items), len(descriptions))
+    )
+
+
+def item_text_vectors(
+    items: np.ndarray,
+    catalogue_vectors: np.ndarray,
+    descriptions: pd.DataFrame,
+    description_vectors: np.ndarray,
+    said_share: float = 0.5,
+) -> np.ndarray:
+    """Unit vectors: the catalogue embedding mixed with the mean of what users said about the item.
+
+    ``said_share`` is the weight of the users' words where there are any.
+    """
+    cat = _l2_rows(np.asarray(catalogue_vectors, np.float32))
+    if not len(descriptions):
+        return cat
+    said = _l2_rows(np.asarray(_item_description_matrix(items, descriptions) @ description_vectors))
+    has_said = np.linalg.norm(said, axis=1, keepdims=True) > 0
+    mix = np.where(has_said, (1 - said_share) * cat + said_share * said, cat)
+    return _l2_rows(mix).astype(np.float32)
+
+
+def item_text_tokens(
+    items: np.ndarray,
+    catalogue_tokens: list[list[str]],
+    descriptions: pd.DataFrame,
+    description_tokens: list[list[str]],
+) -> list[list[str]]:
+    """Each item's catalogue tokens followed by the tokens of what users said about it."""
+    out = [list(t) for t in catalogue_tokens]
+    rows = pd.Index(items).get_indexer(descriptions["item_id"].astype(str))
+    for r, toks in zip(rows, description_tokens):
+        if r >= 0:
+            out[r].extend(toks)
+    return out

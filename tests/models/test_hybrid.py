@@ -1,0 +1,45 @@
+"""The hybrid's fusion: popularity only where evidence is thin, ties broken by the crowd."""
+
+from dataclasses import replace
+
+import numpy as np
+import scipy.sparse as sp
+
+from reclm_dagster.models.hybrid import HybridConfig, HybridRecommender, UserText
+
+
+def _model(config):
+    rng = np.random.default_rng(0)
+    n_users, n_items = 40, 12
+    # item 0 is by far the most popular; users 0..29 are heavy, 30..39 have one interaction (item 11)
+    X = np.zeros((n_users, n_items), np.float32)
+    X[:30, 0] = 1
+    for u in range(30):
+        X[u, rng.choice(np.arange(1, 11), 6, replace=False)] = 1
+    X[30:, 11] = 1
+    X = sp.csr_matrix(X)
+    vectors = rng.normal(size=(n_items, 4)).astype(np.float32)
+    text = UserText(np.zeros((n_users, 4), np.float32), [[] for _ in range(n_users)])
+    model = HybridRecommender(config).fit(X, vectors, [["w"]] * n_items, text)
+    return model, X
+
+
+def test_users_with_no_evidence_get_the_popular_items():
+    model, X = _model(HybridConfig(cf_model="itemknn", weights={"cf": 1.0, "text": 0.0, "lexical": 0.0}))
+    empty = sp.csr_matrix(X.shape, dtype=np.float32)  # nobody has a history here
+    scores = model.score(np.array([0]), empty)
+    assert int(np.argmax(scores[0])) == 0
+
+
+def test_short_history_popularity_fades_with_history_length():
+    base = HybridConfig(cf_model="itemknn", weights={"cf": 1.0, "text": 0.0, "lexical": 0.0})
+    model, X = _model(base)
+    rows = np.array([0, 35])  # a heavy user and a one-interaction user
+    plain = model.score(rows, X)
+    model.config = replace(base, short_history_popularity=4.0)
+    boosted = model.score(rows, X)
+    lift = boosted - plain
+    # the popularity term fades as 3 / (3 + |history|): 7 interactions -> 0.3, one -> 0.75
+    spread = lift.max(axis=1) - lift.min(axis=1)
+    assert spread[0] > 0 and np.isclose(spread[1] / spread[0], 0.75 / 0.3, rtol=1e-3)
+    assert int(np.argmax(boosted[1] - np.where(X[35].toarray()[0] > 0, np.inf, 0))) == 0
