@@ -10,6 +10,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from reclm_dagster import settings, store
+from reclm_dagster.kg.build import item_node
+from reclm_dagster.kg.linking import link_request
 from reclm_dagster.models.fusion import linear_fusion
 from reclm_dagster.models.ranking import topk
 from reclm_dagster.text.bm25 import BM25
@@ -47,6 +49,7 @@ def _rows(df: pd.DataFrame) -> list[dict]:
                 "scores": scores,
                 "facts": json.loads(r.facts) if isinstance(r.facts, str) else {},
                 "explanation": str(r.explanation),
+                **({"linked": r.linked} if hasattr(r, "linked") else {}),
             }
         )
     return out
@@ -101,6 +104,12 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
         tables = DatasetTables.load(con, schema)
         facts = store.read_df(con, schema, "recommendations", "DISTINCT item_id, facts")
         config = chosen_hybrid_config(con, schema, cfg)
+        entities = store.read_df(con, schema, "kg_entities")
+        linked = link_request(query, entities)  # exact / alias matches of KG entities, with spans
+        linked_ids = sorted({m["entity_id"] for m in linked})
+        has_linked = con.execute(
+            f'SELECT head, tail FROM "{schema}".kg_triples WHERE tail IN (SELECT unnest(?::VARCHAR[])) AND head LIKE \'item:%\' AND tail NOT LIKE \'item:%\'', [linked_ids]
+        ).df() if linked_ids else pd.DataFrame(columns=["head", "tail"])
         candidates = None
         if user_id is not None:
             candidates = con.execute(
@@ -114,7 +123,8 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
             f"pass the same --encoder, or re-run `reclm run --dataset {dataset} --encoder ...`"
         )
     tokens = segment(query)
-    query_vec = encoder.encode([query])[0]
+    # e5-style encoders embed requests with their own "query: " prefix
+    query_vec = (getattr(encoder, "query_encoder", None) or encoder).encode([query])[0]
     # Items as the hybrid sees them: catalogue text plus what users said about them.
     item_vectors, item_tokens = item_text_index(tables, tables.items["item_id"].astype(str).to_numpy(), config)
     bm25 = BM25().fit(item_tokens)
@@ -128,13 +138,18 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
         fused = linear_fusion({"query": fused, "user": user_scores}, {"query": 1.0, "user": float(cfg.get("query", {}).get("user_weight", 0.5))}, norm="zscore")
     idx, vals = topk(fused, k, exclude=exclude)
     items = tables.items.reset_index(drop=True)
+    surface_of = {m["entity_id"]: m["surface"] for m in linked}
+    named_in_request = has_linked.groupby("head")["tail"].agg(list).to_dict() if len(has_linked) else {}
     fact_map = dict(zip(facts["item_id"].astype(str), facts["facts"]))
     rows = []
     for rank, (i, v) in enumerate(zip(idx[0], vals[0]), start=1):
         if i < 0:
             continue
         matched = bm25.matched_terms(tokens, int(i))
-        if matched:
+        named = named_in_request.get(item_node(items.at[int(i), "item_id"]), [])
+        if named:
+            why = "Has " + ", ".join(f"'{surface_of[e]}'" for e in named[:3]) + " that your request names"
+        elif matched:
             why = "Matches " + ", ".join(f"'{w}'" for w in matched[:3]) + " in your request"
         else:
             why = f"Close in meaning to your request (cosine {signals['text'][0, i]:.2f})"
@@ -152,6 +167,7 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
                 **({"score_user": float(user_scores[0, i])} if user_scores is not None else {}),
                 "facts": fact_map.get(str(items.at[int(i), "item_id"]), "{}"),
                 "explanation": why,
+                "linked": [{k_: m[k_] for k_ in ("surface", "start", "end", "entity_id", "entity_type")} for m in linked],
             }
         )
     return _rows(pd.DataFrame(rows)) if rows else []

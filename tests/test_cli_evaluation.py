@@ -36,9 +36,13 @@ def test_eval_json_on_the_reference_protocol(home, capsys):
 
 
 def test_eval_table_and_compare(home, capsys):
-    assert main(["eval", "--dataset", "demo"]) == 0
+    assert main(["eval", "--dataset", "demo", "--queries"]) == 0
     table = capsys.readouterr().out
     assert "NDCG@10" in table and "hybrid" in table and "ease" in table
+    assert "hybrid / ease NDCG@10:" in table
+    # the cold-user protocol and the free-text request comparison are printed too
+    assert "cold users (" in table and "n=0 NDCG@10" in table and "hybrid/ease" in table
+    assert "free-text requests:" in table and "bm25" in table and "encoder" in table
     assert main(["compare", "--dataset", "demo", "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
     assert {r["model"] for r in runs} >= {"hybrid"} | BASELINES

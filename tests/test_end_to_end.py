@@ -93,7 +93,12 @@ def test_seed_case_chinese_requests_rank_the_right_product(materialized, capsys)
     laptop = json.loads(capsys.readouterr().out)
     assert _rank(laptop, "MacBook") < _rank(laptop, "P40")
     top = phone[0]
-    assert set(top) >= {"rank", "item_id", "title", "score", "scores", "explanation"}
+    assert set(top) >= {"rank", "item_id", "title", "score", "scores", "explanation", "linked"}
+    # the request's words are linked to KG entities with their spans (jieba-free: a dictionary scan)
+    linked = {m["surface"]: m for m in top["linked"]}
+    assert "电池续航" in linked and PHONE[linked["电池续航"]["start"]:linked["电池续航"]["end"]] == "电池续航"
+    p40 = phone[_rank(phone, "P40")]
+    assert "电池续航" in p40["explanation"]  # P40 has that feature in the graph, and says so
 
 
 def test_user_recommendations_from_the_cli(materialized, capsys):

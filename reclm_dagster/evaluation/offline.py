@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from reclm_dagster.evaluation.baselines import BASELINES, EASE_MAX_ITEMS, run_baseline
 from reclm_dagster.evaluation.cold_users import ColdUserProtocol, cold_user_evaluation
+from reclm_dagster.evaluation.diversity import list_diversity, mmr_scorer
 from reclm_dagster.evaluation.protocol import evaluate
 from reclm_dagster.evaluation.split import SplitCounts, split_interactions
 from reclm_dagster.models.hybrid import HybridConfig
@@ -53,6 +54,7 @@ class EvaluationProtocol:
     cold_users: bool = True  # also run the cold-user protocol (evaluation/cold_users.py)
     cold_user_fraction: float = 0.1
     rerank: bool = True  # train the learned re-ranker on validation (kept only if it wins there)
+    mmr_lambda: float | None = 0.7  # also report KG-aware MMR diversity re-ranking (None: skip)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -72,6 +74,7 @@ class EvaluationProtocol:
             cold_users=bool(e.get("cold_users", True)),
             cold_user_fraction=float(e.get("cold_user_fraction", 0.1)),
             rerank=bool(e.get("rerank", True)),
+            mmr_lambda=None if e.get("mmr_lambda", 0.7) is None else float(e.get("mmr_lambda", 0.7)),
         )
 
     def cold_user_protocol(self) -> ColdUserProtocol:
@@ -235,7 +238,11 @@ def offline_evaluation(
             progress=progress,
         )
         rows += metric_rows(name, result)
+    if protocol.mmr_lambda is not None and model.kg_ is not None and "hybrid" in models:
+        rows += _diversity_rows(model, history, X_train, X_test, protocol, cold, popularity, progress)
     params = {m: p for m, p in _hybrid_params(config, model).items() if m in models}
+    if any(r[0] == "hybrid_mmr" for r in rows):
+        params["hybrid_mmr"] = {"mmr_lambda": protocol.mmr_lambda, "mmr_candidates": 50, "over": "hybrid"}
     if "hybrid" in params:
         params["hybrid"]["reranker"] = "lightgbm-lambdarank" if model.reranker_ is not None else "none"
         params["hybrid"].update({f"reranker_{k}": v for k, v in reranker_report.items()})
@@ -250,6 +257,20 @@ def offline_evaluation(
         params={**params, **b_params}, baseline_tuning=b_tables, skipped=skipped, reranker=reranker,
         cold_user_tuning=cold_tuning, hybrid_config=config,
     )
+
+
+def _diversity_rows(model, history, X_train, X_test, protocol, cold, popularity, progress):
+    """``hybrid_mmr`` (KG-aware MMR over the hybrid's top 50) and ``ild@10`` of both lists."""
+    E = model.kg_["E"]
+    hybrid = model.scorer("hybrid", history)
+    mmr = mmr_scorer(hybrid, history, E, lambda_=protocol.mmr_lambda)
+    result = evaluate(mmr, train_X=X_train, test_X=X_test, exclude_X=history, ks=protocol.ks, cold_items=cold,
+                      item_popularity=popularity, progress=progress)
+    users = np.flatnonzero(np.diff(sp.csr_matrix(X_test).indptr) > 0)
+    rows = metric_rows("hybrid_mmr", result)
+    rows.append(("hybrid_mmr", "all", "ild@10", list_diversity(mmr, users, history, E)))
+    rows.append(("hybrid", "all", "ild@10", list_diversity(hybrid, users, history, E)))
+    return rows
 
 
 def attach_reranker(model, X_train, X_valid, popularity, seed: int = 0) -> dict[str, float]:

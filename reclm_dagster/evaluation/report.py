@@ -17,6 +17,7 @@ TABLE_COLUMNS = (
     ("MAP@10", "all", "map@10"),
     ("MRR@10", "all", "mrr@10"),
     ("Coverage@10", "all", "coverage@10"),
+    ("ILD@10", "all", "ild@10"),
     ("cold NDCG@10", "cold", "ndcg@10"),
     ("cold Recall@20", "cold", "recall@20"),
 )
@@ -54,7 +55,7 @@ def eval_json(dataset: str, protocol: EvaluationProtocol, result: EvaluationResu
     """``{"dataset", "protocol", "models": {name: {metrics…, "cold": {…}, "params"}}, "split"}``."""
     wide, cold = result.wide("all"), result.wide("cold")
     ranking = _metric_names(protocol.ks, RANKING_METRICS)
-    overall = ranking + _metric_names(protocol.ks, BEYOND_ACCURACY)
+    overall = ranking + _metric_names(protocol.ks, BEYOND_ACCURACY) + [c for c in wide.columns if str(c).startswith("ild@")]
     models = {}
     for name in wide.index:
         entry = {m: _num(wide.at[name, m]) if m in wide.columns else None for m in overall}

@@ -46,7 +46,8 @@ def run():
 def test_hybrid_signals_and_baselines_in_one_table(run):
     tables, protocol, result = run
     wide = result.wide()
-    assert list(wide.index) == list(MODELS) + BASELINES  # no 'popularity' duplicate of 'pop'
+    assert list(wide.index) == list(MODELS) + ["hybrid_mmr"] + BASELINES  # no 'popularity' duplicate of 'pop'
+    assert wide.loc["hybrid_mmr", "ild@10"] >= 0 and wide.loc["hybrid", "ild@10"] >= 0
     assert set(result.wide("cold").index) <= set(wide.index)
     assert set(result.params) == set(wide.index)
     assert result.params["hybrid"]["weight_cf"] == 1.0
@@ -67,7 +68,7 @@ def test_baselines_on_the_same_split_as_the_hybrid(run):
     # the text-free helper splits and indexes identically: identical baseline figures
     alone = evaluate_baselines(tables.interactions, protocol, items=tables.items["item_id"].to_numpy())
     pd.testing.assert_frame_equal(alone.split.reset_index(drop=True), result.split.reset_index(drop=True))
-    pd.testing.assert_frame_equal(alone.wide().loc[BASELINES], result.wide().loc[BASELINES])
+    pd.testing.assert_frame_equal(alone.wide().loc[BASELINES], result.wide().loc[BASELINES, alone.wide().columns])
     assert alone.params == {k: result.params[k] for k in BASELINES}
 
 
@@ -78,7 +79,7 @@ def test_no_validation_keeps_config_weights_and_baseline_defaults():
     result = offline_evaluation(tables, protocol, config, baselines=("pop", "itemknn"))
     assert result.weights == config.weights and result.tuning.empty and result.baseline_tuning == {}
     assert result.params["itemknn"] == {"k_neighbors": 100}
-    assert list(result.wide().index) == list(MODELS) + ["pop", "itemknn"]
+    assert list(result.wide().index) == list(MODELS) + ["hybrid_mmr", "pop", "itemknn"]
 
 
 def test_temporal_offline_evaluation_tests_the_latest():

@@ -5,7 +5,7 @@ import pandas as pd
 
 from reclm_dagster.evaluation.offline import EvaluationProtocol, evaluate_baselines
 from reclm_dagster.evaluation.protocol import RANKING_METRICS
-from reclm_dagster.evaluation.report import eval_json, format_table
+from reclm_dagster.evaluation.report import TABLE_COLUMNS, eval_json, format_table
 
 
 def _interactions(n_users=50, n_items=40, per_user=10, seed=0) -> pd.DataFrame:
@@ -51,4 +51,4 @@ def test_format_table_sorted_by_ndcg():
     assert names == expected
     row = dict(zip(names, lines[2:]))["pop"].split()
     assert row[1] == f"{RESULT.wide().at['pop', 'ndcg@10']:.4f}"
-    assert len(row) == 10  # model + 9 columns
+    assert len(row) == 1 + len(TABLE_COLUMNS)  # model + one cell per column ("-" where not computed)
