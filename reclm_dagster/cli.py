@@ -83,6 +83,20 @@ def _materialized(dataset: str, table: str) -> bool:
         return store.table_exists(con, settings.schema_name(dataset), table)
 
 
+def _embedded_with(dataset: str, encoder_name: str) -> bool:
+    """True when the stored embeddings of ``dataset`` were made by this encoder version."""
+    if not _materialized(dataset, "text_embeddings"):
+        return False
+    import duckdb
+
+    from reclm_dagster.defs.resources import load_encoder
+
+    schema = settings.schema_name(dataset)
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
+        stored = con.execute(f'SELECT any_value(encoder_version) FROM "{schema}".text_embeddings').fetchone()[0]
+    return stored == load_encoder(encoder_name or "", 64, "auto").version
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Held-out evaluation of the hybrid, its signals and the baselines on one dataset."""
     overrides = {
@@ -92,8 +106,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "method": "temporal" if args.temporal else None,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    # Re-use stored tokens and embeddings when this dataset was materialized before.
-    upstream_done = _materialized(args.dataset, "text_embeddings")
+    # Re-use stored tokens and embeddings when this dataset was embedded with the same encoder.
+    upstream_done = _embedded_with(args.dataset, args.encoder)
     names = ["evaluation"] if upstream_done else [
         "items", "interactions", "descriptions", "catalogue_facts", "user_links", "quarantine",
         "text_tokens", "text_embeddings", "evaluation",

