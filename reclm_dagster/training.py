@@ -86,7 +86,7 @@ def fit_hybrid(
     description_vectors = tables.description_vectors[idx]
     description_tokens = [tables.description_tokens[i] for i in idx]
     config = config or HybridConfig()
-    user_text = UserText.build(matrix.users, descriptions, description_vectors, description_tokens)
+    user_text = UserText.build(matrix.users, descriptions, description_vectors, description_tokens, config.negative_weight)
     items = matrix.items
     item_vectors, item_tokens = item_text_index(tables, items, config, idx)
     # Item features (catalogue facts + what allowed users said): EASE's side information and the KG signal's entities.
@@ -110,7 +110,8 @@ def hybrid_config(cfg: dict) -> HybridConfig:
     h = cfg.get("hybrid", {})
     default = HybridConfig()
     casts = {"cf_model": str, "k_neighbors": int, "ease_l2": float, "side_weight": float, "side_weighting": str,
-             "description_share": float, "said_share": float, "short_history_popularity": float}
+             "description_share": float, "said_share": float, "short_history_popularity": float,
+             "negative_weight": float}
     values = {k: cast(h[k]) for k, cast in casts.items() if k in h}
     weights = {k: float(v) for k, v in h.get("weights", default.weights).items()}
     return replace(default, weights=weights, **values)

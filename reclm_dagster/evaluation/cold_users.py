@@ -117,7 +117,7 @@ def cold_user_evaluation(
     for n in protocol.reveal:
         keep = np.flatnonzero(unrevealed_description_mask(tables.descriptions, cold, n))
         texts[n] = UserText.build(matrix.users, tables.descriptions.iloc[keep], tables.description_vectors[keep],
-                                  [tables.description_tokens[i] for i in keep])
+                                  [tables.description_tokens[i] for i in keep], config.negative_weight)
 
     def run(score_for, role, k=ks):
         out = {}

@@ -30,6 +30,7 @@ from reclm_dagster.kg.signals import item_entity_profiles, user_entity_affinity
 from reclm_dagster.kg.similarity import entity_idf
 from reclm_dagster.models.side_information import text_features
 from reclm_dagster.text.bm25 import BM25
+from reclm_dagster.text.sentiment import negative_mask
 
 SIGNALS = ("cf", "text", "lexical", "kg")
 # Ties (e.g. a user with no history and no words: every signal is flat) are broken by
@@ -56,11 +57,15 @@ class HybridConfig:
     # Weight of popularity for users with short histories, fading as c/(c+|history|):
     # with one or three interactions CF and words are noisy and the crowd is a strong prior.
     short_history_popularity: float = 0.0
+    # How a user's negative words (1★ review, "overrated") count in their text profile:
+    # -0.5 pushes away from such items, 0 ignores them, 1 treats them like praise.
+    negative_weight: float = -0.5
 
     def as_params(self) -> dict[str, object]:
         params: dict[str, object] = {
             "cf_model": self.cf_model,
             "description_share": self.description_share,
+            "negative_weight": self.negative_weight,
             "said_share": self.said_share,
             "short_history_popularity": self.short_history_popularity,
         }
@@ -96,8 +101,15 @@ class UserText:
         descriptions: pd.DataFrame,
         description_vectors: np.ndarray,
         description_tokens: list[list[str]],
+        negative_weight: float = -0.5,
     ) -> "UserText":
-        """``descriptions`` rows align with ``description_vectors`` / ``description_tokens``."""
+        """``descriptions`` rows align with ``description_vectors`` / ``description_tokens``.
+
+        Descriptions that say the user disliked an item (``text/sentiment.py``: a low rating,
+        a tag like "overrated") enter the profile vector with ``negative_weight`` (negative:
+        push away from such items; 0: ignore; 1: treat like any other words) and never
+        contribute words or named entities.
+        """
         dim = description_vectors.shape[1] if description_vectors.ndim == 2 else 0
         index = pd.Index(users)
         rows = index.get_indexer(descriptions["user_id"].astype(str))
@@ -107,8 +119,12 @@ class UserText:
         features: list[list[str]] = [[] for _ in range(len(users))]
         texts = descriptions["text"].to_numpy() if "text" in descriptions else np.full(len(descriptions), "")
         if len(keep):
-            np.add.at(vectors, rows[keep], description_vectors[keep])
+            negative = negative_mask(descriptions, description_tokens) if negative_weight != 1.0 else np.zeros(len(descriptions), bool)
+            weight = np.where(negative, negative_weight, 1.0).astype(np.float32)
+            np.add.at(vectors, rows[keep], description_vectors[keep] * weight[keep, None])
             for r, d in zip(rows[keep], keep):
+                if negative[d] and negative_weight < 1.0:
+                    continue
                 tokens[r].extend(description_tokens[d])
                 features[r].extend(text_features(texts[d], description_tokens[d]))
         return cls(_l2_rows(vectors).astype(np.float32), tokens, features)
