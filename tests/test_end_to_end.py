@@ -110,6 +110,23 @@ def test_user_recommendations_from_the_cli(materialized, capsys):
     assert all(r["explanation"] for r in rows)
 
 
+def test_personalised_request_blends_the_users_list_and_skips_what_they_consumed(materialized, capsys):
+    with _con() as con:
+        user = con.execute("SELECT min(user_id) FROM ds_demo.recommendations").fetchone()[0]
+        consumed = {r[0] for r in con.execute("SELECT item_id FROM ds_demo.interactions WHERE user_id = ?", [user]).fetchall()}
+        candidates = {r[0] for r in con.execute("SELECT item_id FROM ds_demo.user_item_scores WHERE user_id = ?", [user]).fetchall()}
+    query = "a funny space adventure with robots"
+    assert main(["recommend", "--query", query, "--user", user, "-k", "10", "--json"]) == 0
+    personal = json.loads(capsys.readouterr().out)
+    assert main(["recommend", "--query", query, "-k", "60", "--json"]) == 0
+    anyone = json.loads(capsys.readouterr().out)
+    assert personal and not {r["item_id"] for r in personal} & consumed
+    assert all("user" in r["scores"] for r in personal)
+    # the blend favours the user's own candidates: more of them in the personal top 10 than in anyone's
+    share = lambda rows: sum(r["item_id"] in candidates for r in rows[:10])
+    assert share(personal) >= share([r for r in anyone if r["item_id"] not in consumed])
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
