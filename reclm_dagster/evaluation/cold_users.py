@@ -148,7 +148,7 @@ def cold_user_evaluation(
             rows.extend((m, protocol.slice_name(n), k, v) for m, _, k, v in metric_rows(name, res))
 
     report("hybrid", run(hybrid_for, "test"))
-    del model  # side-information EASE: free its n_items² array before plain EASE is fitted
+    model = None  # side-information EASE: free its n_items² array before plain EASE is fitted
     pop = Popularity().fit(matrix.X)
     report("pop", run(lambda n: (lambda r: pop.score(r, histories[n])), "test"))
     ease = EASE(l2=ease_l2).fit(matrix.X)

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from reclm_dagster.evaluation import offline
+from reclm_dagster.evaluation import offline, tuning
 from reclm_dagster.evaluation.offline import EvaluationProtocol, held_out_description_mask
 from reclm_dagster.models.hybrid import HybridConfig
 from reclm_dagster.training import DatasetTables
@@ -44,14 +44,14 @@ def _tables(rng) -> DatasetTables:
 def test_offline_evaluation_fits_without_held_out_descriptions(monkeypatch):
     tables = _tables(np.random.default_rng(0))
     fitted = {}
-    real_fit = offline.fit_hybrid
+    real_fit = tuning.fit_hybrid
 
     def spy(tables_, train, description_mask=None, config=None):
         model, matrix = real_fit(tables_, train, description_mask=description_mask, config=config)
         fitted.update(model=model, matrix=matrix, mask=description_mask, train=train)
         return model, matrix
 
-    monkeypatch.setattr(offline, "fit_hybrid", spy)
+    monkeypatch.setattr(tuning, "fit_hybrid", spy)
     protocol = EvaluationProtocol(valid_fraction=0.125, test_fraction=0.25, seed=0, ks=(5, 10))
     result = offline.offline_evaluation(tables, protocol, HybridConfig(), baselines=())
 

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reclm_dagster.evaluation.offline import KG_WEIGHT_GRID, MODELS, SIDE_WEIGHT_GRID, EvaluationProtocol, evaluate_baselines, offline_evaluation
+from reclm_dagster.evaluation.offline import MODELS, EvaluationProtocol, evaluate_baselines, offline_evaluation
+from reclm_dagster.evaluation.tuning import KG_WEIGHT_GRID, SIDE_WEIGHT_GRID
 from reclm_dagster.models.hybrid import HybridConfig
 from reclm_dagster.training import DatasetTables
 

@@ -1,0 +1,141 @@
+"""Choosing the hybrid's setting on the validation split — never on test.
+
+``fit_tuned_hybrid`` fits side-information EASE for each ``g`` and grid-searches the fusion
+weights on validation (signals scored once per validation user, re-fused per setting);
+``attach_reranker`` trains the LightGBM re-ranker on validation and keeps it only if it wins
+on validation users it did not train on.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from reclm_dagster.evaluation.protocol import evaluate
+from reclm_dagster.models.reranker import LearnedReranker, RerankerConfig
+from reclm_dagster.training import fit_hybrid
+
+# Fusion weights tried on the validation split (CF's weight stays 1: only ratios matter).
+WEIGHT_GRID = {"text": (0.0, 0.1, 0.25, 0.5), "lexical": (0.0, 0.1, 0.25)}
+# The knowledge-graph signal's weights, tried on top of the best text/lexical setting.
+KG_WEIGHT_GRID = (0.1, 0.25, 0.5)
+# Weights g of the item side information in the hybrid's EASE, tried on validation.
+SIDE_WEIGHT_GRID = (0.5, 1.0, 2.0)
+TUNING_METRIC = "ndcg@10"
+
+
+def validation_signals(model, X_train, X_valid, batch_size: int = 512):
+    """Every signal of the hybrid for the validation users, computed once: ``(rows, {signal: scores})``."""
+    users = np.flatnonzero(np.diff(sp.csr_matrix(X_valid).indptr) > 0)
+    signals = {}
+    for start in range(0, len(users), batch_size):
+        batch = model.score_signals(users[start : start + batch_size], X_train)
+        for name, S in batch.items():
+            signals.setdefault(name, []).append(S.astype(np.float32))
+    return users, {name: np.concatenate(parts) for name, parts in signals.items()}
+
+
+def tune_fusion_weights(model, X_train, X_valid, popularity, grid=WEIGHT_GRID, kg_grid=KG_WEIGHT_GRID) -> tuple[dict[str, float], pd.DataFrame]:
+    """Grid-search the hybrid's fusion weights on the validation split (never on test).
+
+    First text × lexical with kg off, then the knowledge-graph weight on top of the best of
+    those: the table shows exactly what the KG signal adds on validation. Signals are scored
+    once per validation user; each setting only re-fuses them.
+    """
+    users, signals = validation_signals(model, X_train, X_valid)
+    lengths = model.history_length(users, X_train)
+    position = np.full(X_train.shape[0], -1)
+    position[users] = np.arange(len(users))
+    base = dict(model.config.weights)
+    k = int(TUNING_METRIC.split("@")[1])
+    rows = []
+
+    def trial(weights):
+        model.config = replace(model.config, weights=weights)
+        result = evaluate(lambda r: model.fuse({n: S[position[r]] for n, S in signals.items()}, lengths[position[r]]),
+                          train_X=X_train, test_X=X_valid, exclude_X=X_train, ks=(k,), item_popularity=popularity,
+                          cold_items=popularity <= 2)
+        rows.append({**weights, TUNING_METRIC: float(result[TUNING_METRIC]),
+                     "cold_recall@10": float(result.get("cold", {}).get("recall@10", float("nan")))})
+
+    for values in itertools.product(*grid.values()):
+        trial({**base, "cf": 1.0, "kg": 0.0, **dict(zip(grid, values))})
+    stage1 = pd.DataFrame(rows)
+    best = stage1.loc[stage1[TUNING_METRIC].idxmax()]
+    if "kg" in signals:
+        for w in kg_grid:
+            trial({**{n: float(best[n]) for n in ("cf", *grid)}, "kg": w})
+    model.config = replace(model.config, weights=base)
+    table = pd.DataFrame(rows)
+    best = table.loc[table[TUNING_METRIC].idxmax()]
+    return {name: float(best[name]) for name in ("cf", *grid, "kg")}, table
+
+
+def attach_reranker(model, X_train, X_valid, popularity, seed: int = 0) -> dict[str, float]:
+    """Train the LightGBM re-ranker on validation; keep it only if it wins on held-out validation users.
+
+    Returns the decision's numbers: full-ranking NDCG@10 of the plain fusion and of the
+    re-ranked list on the validation users the ranker did not train on.
+    """
+    config = RerankerConfig(seed=seed)
+    users, signals = validation_signals(model, X_train, X_valid)
+    if len(users) < 20:
+        return {}
+    fused = model.fuse(signals, model.history_length(users, X_train))
+    holdout = np.random.default_rng(seed).random(len(users)) < config.holdout_fraction
+    X_train, X_valid = sp.csr_matrix(X_train), sp.csr_matrix(X_valid)
+    try:
+        reranker = LearnedReranker(config).fit(
+            signals, fused, X_train[users], X_valid[users], model.user_said(users), holdout, popularity,
+        )
+    except ValueError:
+        return {}
+    keep = np.zeros(X_valid.shape[0], dtype=np.float32)
+    keep[users[holdout]] = 1.0
+    X_holdout = sp.csr_matrix(sp.diags(keep) @ X_valid)
+    k = int(TUNING_METRIC.split("@")[1])
+
+    def holdout_ndcg() -> float:
+        res = evaluate(model.scorer("hybrid", X_train), X_train, X_holdout, X_train, ks=(k,), item_popularity=popularity)
+        return float(res[TUNING_METRIC])
+
+    fused_value = holdout_ndcg()
+    model.reranker_ = reranker
+    reranked_value = holdout_ndcg()
+    if reranked_value <= fused_value:
+        model.reranker_ = None
+    return {"holdout_fusion_ndcg10": round(fused_value, 5), "holdout_reranked_ndcg10": round(reranked_value, 5),
+            "trees": int(reranker.model_.best_iteration_ or reranker.model_.n_estimators)}
+
+
+def fit_tuned_hybrid(tables, train, mask, config, X_valid, popularity, tune=True, progress=False):
+    """``(model, config, tuning)``: the hybrid fitted on train with the setting that validation prefers.
+
+    For side-information EASE each ``g`` in ``SIDE_WEIGHT_GRID`` is fitted and its fusion
+    weights tuned; the best (g, weights) on validation NDCG@10 wins. Without tuning the
+    configured setting is fitted as is.
+    """
+    if not tune:
+        model, _ = fit_hybrid(tables, train, description_mask=mask, config=config)
+        return model, config, pd.DataFrame()
+    grid = SIDE_WEIGHT_GRID if config.cf_model == "ease" else (config.side_weight,)
+    best, tables_ = None, []
+    for g in grid:
+        candidate = replace(config, side_weight=g)
+        model, matrix = fit_hybrid(tables, train, description_mask=mask, config=candidate)
+        weights, table = tune_fusion_weights(model, matrix.X, X_valid, popularity)
+        table.insert(0, "side_weight", g)
+        tables_.append(table)
+        value = float(table[TUNING_METRIC].max())
+        if best is None or value > best[0]:
+            best = (value, model, replace(candidate, weights=weights))
+        del model
+        gc.collect()
+    _, model, config = best
+    model.config = config
+    return model, config, pd.concat(tables_, ignore_index=True)
