@@ -32,6 +32,8 @@ TUNING_METRIC = "ndcg@10"
 # The re-ranker replaces the fusion only when its paired per-user NDCG@10 gain on held-out
 # validation users is at least this many standard errors above zero.
 RERANKER_MIN_Z = 2.0
+# Weights of the cold-item boost (models/hybrid.py COLD_BOOST), tried last.
+COLD_BOOST_GRID = (0.5, 1.0, 2.0)
 # Fusion settings within this relative distance of the best validation NDCG@10 count as
 # ties; among them the one that reaches cold items best (validation cold Recall@10) wins.
 COLD_TIE_TOLERANCE = 0.01
@@ -72,16 +74,21 @@ def tune_fusion_weights(model, X_train, X_valid, popularity, grid=WEIGHT_GRID, k
                      "cold_recall@10": float(result.get("cold", {}).get("recall@10", float("nan")))})
 
     for values in itertools.product(*grid.values()):
-        trial({**base, "cf": 1.0, "kg": 0.0, **dict(zip(grid, values))})
+        trial({**base, "cf": 1.0, "kg": 0.0, "cold": 0.0, **dict(zip(grid, values))})
     stage1 = pd.DataFrame(rows)
     best = stage1.loc[stage1[TUNING_METRIC].idxmax()]
     if "kg" in signals:
         for w in kg_grid:
-            trial({**{n: float(best[n]) for n in ("cf", *grid)}, "kg": w})
+            trial({**{n: float(best[n]) for n in ("cf", *grid)}, "kg": w, "cold": 0.0})
+        # then the cold-item boost on top of the setting chosen so far
+        so_far = pd.DataFrame(rows)
+        best = so_far.loc[choose_setting(so_far)]
+        for w in COLD_BOOST_GRID:
+            trial({**{n: float(best[n]) for n in ("cf", *grid, "kg")}, "cold": w})
     model.config = replace(model.config, weights=base)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).fillna({"cold": 0.0})
     best = table.loc[choose_setting(table)]
-    return {name: float(best[name]) for name in ("cf", *grid, "kg")}, table
+    return {name: float(best[name]) for name in ("cf", *grid, "kg", "cold") if name in best}, table
 
 
 def choose_setting(table: pd.DataFrame, tolerance: float = COLD_TIE_TOLERANCE) -> int:

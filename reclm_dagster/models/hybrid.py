@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from reclm_dagster.models.fusion import linear_fusion
+from reclm_dagster.models.fusion import linear_fusion, zscore_rows
 from reclm_dagster.models.ease import EASE
 from reclm_dagster.models.neighbors import ItemKNN, Popularity
 from reclm_dagster.kg.signals import item_entity_profiles, user_entity_affinity
@@ -33,6 +33,10 @@ from reclm_dagster.text.bm25 import BM25
 from reclm_dagster.text.sentiment import negative_mask
 
 SIGNALS = ("cf", "text", "lexical", "kg")
+# Fusion weight key of the cold-item boost: cold items get boost × max(0, mean z of these signals).
+COLD_BOOST = "cold"
+COLD_BOOST_SIGNALS = ("lexical", "kg")
+COLD_MAX_TRAIN = 2
 # Ties (e.g. a user with no history and no words: every signal is flat) are broken by
 # popularity, with a weight far below any fusion weight so it never reorders real evidence.
 POPULARITY_TIE_BREAK = 1e-3
@@ -159,6 +163,7 @@ class HybridRecommender:
         spread = counts.std()
         self.popularity_z_ = ((counts - counts.mean()) / (spread if spread > 0 else 1.0)).astype(np.float32)
         self.tie_break_ = POPULARITY_TIE_BREAK * self.popularity_z_
+        self.cold_items_ = np.asarray((X > 0).sum(axis=0)).ravel() <= COLD_MAX_TRAIN
         self.item_vectors_ = np.ascontiguousarray(item_vectors, dtype=np.float32)
         self.bm25_ = BM25().fit(item_tokens)
         self.user_text_ = user_text
@@ -224,11 +229,17 @@ class HybridRecommender:
 
     def fuse(self, signals: dict[str, np.ndarray], history_length: np.ndarray | None = None) -> np.ndarray:
         """Weighted per-user z-scores, plus popularity for short histories (``history_length`` per row)."""
-        weights = {k: w for k, w in self.config.weights.items() if k in signals and w != 0}
+        weights = {k: w for k, w in self.config.weights.items() if k in signals and w != 0 and k != COLD_BOOST}
         if weights:
             fused = linear_fusion({k: signals[k] for k in weights}, weights, norm="zscore") + self.tie_break_
         else:
             fused = np.zeros_like(next(iter(signals.values()))) + self.tie_break_
+        boost = self.config.weights.get(COLD_BOOST, 0.0)
+        if boost and all(k in signals for k in COLD_BOOST_SIGNALS):
+            # Items CF barely knows (≤ COLD_MAX_TRAIN interactions) get an extra push from the
+            # signals that reach them (words and KG); warm items are left exactly as they were.
+            evidence = sum(zscore_rows(signals[k]) for k in COLD_BOOST_SIGNALS) / len(COLD_BOOST_SIGNALS)
+            fused = fused + boost * np.where(self.cold_items_[None, :], np.maximum(evidence, 0.0), 0.0)
         p = self.config.short_history_popularity
         if p and history_length is not None:
             fade = SHORT_HISTORY_HALF_LIFE / (SHORT_HISTORY_HALF_LIFE + np.asarray(history_length, np.float32))
@@ -251,7 +262,8 @@ class HybridRecommender:
         user_rows = np.asarray(user_rows)
         lengths = self.history_length(user_rows, X)
         use_ranker = self.reranker_ is not None and rerank
-        signals = self.score_signals(user_rows, X, signals=SIGNALS if use_ranker else tuple(self.config.weights))
+        needed = set(self.config.weights) | (set(COLD_BOOST_SIGNALS) if self.config.weights.get(COLD_BOOST) else set())
+        signals = self.score_signals(user_rows, X, signals=SIGNALS if use_ranker else tuple(needed))
         fused = self.fuse(signals, lengths)
         if not use_ranker:
             return fused, signals

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from reclm_dagster.evaluation.offline import MODELS, EvaluationProtocol, evaluate_baselines, offline_evaluation
-from reclm_dagster.evaluation.tuning import KG_WEIGHT_GRID, SIDE_WEIGHT_GRID, choose_setting
+from reclm_dagster.evaluation.tuning import COLD_BOOST_GRID, KG_WEIGHT_GRID, SIDE_WEIGHT_GRID, choose_setting
 from reclm_dagster.models.hybrid import HybridConfig
 from reclm_dagster.training import DatasetTables
 
@@ -55,7 +55,7 @@ def test_hybrid_signals_and_baselines_in_one_table(run):
     assert {k: result.params["hybrid"][f"weight_{k}"] for k in result.weights} == result.weights
     # the fields the Dagster asset reads still hold
     # one validation row per (side weight g, fusion weights) tried; the chosen setting is the best row
-    assert len(result.tuning) == len(SIDE_WEIGHT_GRID) * (12 + len(KG_WEIGHT_GRID)) and set(result.weights) == {"cf", "text", "lexical", "kg"}
+    assert len(result.tuning) == len(SIDE_WEIGHT_GRID) * (12 + len(KG_WEIGHT_GRID) + len(COLD_BOOST_GRID)) and set(result.weights) == {"cf", "text", "lexical", "kg", "cold"}
     best = result.tuning.loc[result.tuning["ndcg@10"].idxmax()]
     assert result.params["hybrid"]["side_weight"] == best["side_weight"]
     of_g = result.tuning[result.tuning["side_weight"] == best["side_weight"]].reset_index(drop=True)

@@ -43,3 +43,23 @@ def test_short_history_popularity_fades_with_history_length():
     spread = lift.max(axis=1) - lift.min(axis=1)
     assert spread[0] > 0 and np.isclose(spread[1] / spread[0], 0.75 / 0.3, rtol=1e-3)
     assert int(np.argmax(boosted[1] - np.where(X[35].toarray()[0] > 0, np.inf, 0))) == 0
+
+
+def test_cold_boost_lifts_only_cold_items_with_evidence():
+    n_items = 8
+    X = sp.csr_matrix(np.array([[1, 1, 1, 0, 0, 0, 0, 1]] * 4 + [[0, 0, 0, 1, 1, 0, 0, 0]], np.float32))
+    text = UserText(np.zeros((5, 4), np.float32), [[] for _ in range(5)])
+    model = HybridRecommender(HybridConfig(cf_model="itemknn", weights={"cf": 1.0, "text": 0.0, "lexical": 0.0}))
+    model.fit(X, np.eye(n_items, 4, dtype=np.float32), [["w"]] * n_items, text)
+    cold = model.cold_items_  # items 3..6 have at most 2 interactions
+    assert cold.any() and not cold.all()
+    rng = np.random.default_rng(1)
+    signals = {"cf": rng.normal(size=(2, n_items)).astype(np.float32),
+               "lexical": rng.normal(size=(2, n_items)).astype(np.float32),
+               "kg": rng.normal(size=(2, n_items)).astype(np.float32)}
+    plain = model.fuse(signals)
+    model.config = replace(model.config, weights={"cf": 1.0, "text": 0.0, "lexical": 0.0, "cold": 1.0})
+    boosted = model.fuse(signals)
+    lift = boosted - plain
+    np.testing.assert_array_equal(lift[:, ~cold], 0.0)  # warm items untouched
+    assert (lift[:, cold] >= 0).all() and lift[:, cold].max() > 0
