@@ -136,7 +136,10 @@ def log_to_mlflow(mlflow: MLflowResource, dataset, result, protocol, model_param
                     params.update(model_params)
                 params.update({f"param_{k}": v for k, v in result.params.get(model, {}).items()})
                 mlf.log_params(params)
-                mlf.log_metrics({mlflow_metric_name(m, s): v for m, s, v in zip(group["metric"], group["slice"], group["value"])})
+                metrics = {mlflow_metric_name(m, s): v for m, s, v in zip(group["metric"], group["slice"], group["value"])}
+                # headline metrics first: MLflow's run page lists metrics in logged order
+                first = [mlflow_metric_name(m, "all") for m in HEADLINE if mlflow_metric_name(m, "all") in metrics]
+                mlf.log_metrics({**{k: metrics[k] for k in first}, **metrics})
                 mlf.log_artifact(str(table_path))
                 mlf.log_artifact(str(plot_path))
                 mlf.log_artifact(str(bias_path))
