@@ -7,12 +7,12 @@ import json
 import duckdb
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from reclm_dagster import settings, store
 from reclm_dagster.kg.build import item_node
 from reclm_dagster.kg.linking import link_request
 from reclm_dagster.models.fusion import linear_fusion
+from reclm_dagster.models.matrix import to_matrix
 from reclm_dagster.models.ranking import topk
 from reclm_dagster.text.bm25 import BM25
 from reclm_dagster.text.normalize import segment
@@ -87,9 +87,8 @@ def _user_profile_scores(tables: DatasetTables, user_id: str, candidates: pd.Dat
         floor = float(values.min()) - (float(values.max() - values.min()) or 1.0)
         scores[:] = floor
         scores[0, pos[pos >= 0]] = values[pos >= 0]
-    consumed = item_index.get_indexer(tables.interactions.loc[tables.interactions["user_id"].astype(str) == user_id, "item_id"].astype(str))
-    exclude = sp.csr_matrix((np.ones(int((consumed >= 0).sum()), np.float32), (np.zeros(int((consumed >= 0).sum()), int), consumed[consumed >= 0])),
-                            shape=(1, len(item_index)))
+    mine = tables.interactions[tables.interactions["user_id"].astype(str) == user_id]
+    exclude, _ = to_matrix(mine, [user_id], item_index.to_numpy())
     return scores, exclude
 
 

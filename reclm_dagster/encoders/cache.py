@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from reclm_dagster.encoders.clean import clean_texts
 
 TABLE = "main.embedding_cache"
 
@@ -72,14 +73,11 @@ class CacheLookup:
         return self.vectors
 
 
-def _texts(texts) -> list[str]:
-    # Same cleaning as the encoder (None/NaN -> ''), so the key matches what was encoded.
-    return ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
 
 
 def lookup(con: duckdb.DuckDBPyConnection, encoder_version: str, dim: int, texts) -> CacheLookup:
     """Cached vectors for ``texts`` (any order, repeats allowed) under one encoder version."""
-    texts = _texts(texts)
+    texts = clean_texts(texts)
     hashes = [text_hash(t) for t in texts]
     vectors = np.zeros((len(texts), dim), dtype=np.float32)
     if not texts:
@@ -109,7 +107,7 @@ def lookup(con: duckdb.DuckDBPyConnection, encoder_version: str, dim: int, texts
 
 def store(con: duckdb.DuckDBPyConnection, encoder_version: str, texts, vectors: np.ndarray) -> int:
     """Insert vectors for texts (first one wins on a repeated text); returns rows inserted."""
-    texts = _texts(texts)
+    texts = clean_texts(texts)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if not texts:
         return 0
@@ -146,7 +144,7 @@ def cached_encode(con: duckdb.DuckDBPyConnection, encoder, texts, progress: bool
     ``encoder`` needs ``.version``, ``.dim`` and ``.encode(texts, progress=, desc=)``.
     ``stats``, when given, receives ``hits`` and ``misses`` (distinct texts).
     """
-    texts = _texts(texts)
+    texts = clean_texts(texts)
     if not texts:
         if stats is not None:
             stats.update(hits=0, misses=0)

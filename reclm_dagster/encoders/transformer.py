@@ -8,7 +8,6 @@ local Hugging Face cache.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 from functools import cached_property
@@ -23,6 +22,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from reclm_dagster.encoders.clean import clean_texts
 from reclm_dagster.encoders.identity import cpu_supports_bf16, weights_hash
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -161,9 +161,6 @@ class TransformerEncoder:
         return f"TransformerEncoder({self.name!r}, dim={self.dim}, precision={self.precision!r})"
 
     # ----- encoding -------------------------------------------------------------
-    @staticmethod
-    def _clean(texts) -> list[str]:
-        return ["" if t is None or (isinstance(t, float) and math.isnan(t)) else str(t) for t in texts]
 
     @contextlib.contextmanager
     def _threads(self):
@@ -186,7 +183,7 @@ class TransformerEncoder:
 
     def encode(self, texts: list[str], progress: bool = False, desc: str = "encoding") -> np.ndarray:
         """(len(texts), dim) float32, rows L2-normalised, in input order."""
-        texts = self._clean(texts)
+        texts = clean_texts(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
@@ -225,7 +222,7 @@ class TransformerEncoder:
         n_tokens (full length, special tokens excluded), truncated, n_unknown ([UNK]
         tokens in the full text: a high share means the model cannot read the language).
         """
-        texts = self._clean(texts)
+        texts = clean_texts(texts)
         columns = ["token_ids", "n_tokens", "truncated", "n_unknown"]
         if not texts:
             return pd.DataFrame(columns=columns)

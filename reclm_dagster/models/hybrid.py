@@ -28,7 +28,7 @@ from reclm_dagster.models.ease import EASE
 from reclm_dagster.models.neighbors import ItemKNN, Popularity
 from reclm_dagster.kg.signals import item_entity_profiles, user_entity_affinity
 from reclm_dagster.kg.similarity import entity_idf
-from reclm_dagster.models.side_information import text_features
+from reclm_dagster.models.side_information import l2_rows, text_features
 from reclm_dagster.text.bm25 import BM25
 from reclm_dagster.text.sentiment import negative_mask
 
@@ -84,10 +84,6 @@ class HybridConfig:
                 "side_weighting": self.side_weighting}
 
 
-def _l2_rows(M: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(M, axis=1, keepdims=True)
-    return M / np.where(norms > 0, norms, 1.0)
-
 
 @dataclass
 class UserText:
@@ -131,7 +127,7 @@ class UserText:
                     continue
                 tokens[r].extend(description_tokens[d])
                 features[r].extend(text_features(texts[d], description_tokens[d]))
-        return cls(_l2_rows(vectors).astype(np.float32), tokens, features)
+        return cls(l2_rows(vectors).astype(np.float32), tokens, features)
 
 
 class HybridRecommender:
@@ -205,12 +201,12 @@ class HybridRecommender:
         """Unit vectors mixing consumed items (log-weighted) and the user's own words."""
         hist = sp.csr_matrix(X[user_rows], dtype=np.float32, copy=True)
         hist.data = np.log1p(hist.data)  # play counts are heavy-tailed
-        consumed = _l2_rows(np.asarray(hist @ self.item_vectors_))
+        consumed = l2_rows(np.asarray(hist @ self.item_vectors_))
         said = self.user_text_.vectors[user_rows]
         share = self.config.description_share
         has_said = np.linalg.norm(said, axis=1, keepdims=True) > 0
         mix = np.where(has_said, (1 - share) * consumed + share * said, consumed)
-        return _l2_rows(mix).astype(np.float32)
+        return l2_rows(mix).astype(np.float32)
 
     def score_signals(self, user_rows: np.ndarray, X: sp.csr_matrix, signals=SIGNALS) -> dict[str, np.ndarray]:
         user_rows = np.asarray(user_rows)

@@ -24,12 +24,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from reclm_dagster.kg.build import normalize_name
-
-# A description with at most this many tokens is a tag: it is one feature as a whole.
-SHORT_TEXT_TOKENS = 4
+from reclm_dagster.text.normalize import SHORT_TEXT_TOKENS
 
 
-def _l2_rows(M: np.ndarray) -> np.ndarray:
+
+def l2_rows(M: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(M, axis=1, keepdims=True)
     return M / np.where(norms > 0, norms, 1.0)
 
@@ -124,13 +123,13 @@ def item_text_vectors(
 
     ``said_share`` is the weight of the users' words where there are any.
     """
-    cat = _l2_rows(np.asarray(catalogue_vectors, np.float32))
+    cat = l2_rows(np.asarray(catalogue_vectors, np.float32))
     if not len(descriptions):
         return cat
-    said = _l2_rows(np.asarray(_item_description_matrix(items, descriptions) @ description_vectors))
+    said = l2_rows(np.asarray(_item_description_matrix(items, descriptions) @ description_vectors))
     has_said = np.linalg.norm(said, axis=1, keepdims=True) > 0
     mix = np.where(has_said, (1 - said_share) * cat + said_share * said, cat)
-    return _l2_rows(mix).astype(np.float32)
+    return l2_rows(mix).astype(np.float32)
 
 
 def item_text_tokens(

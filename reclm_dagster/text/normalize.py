@@ -56,6 +56,11 @@ def detect_language(text) -> Language:
     return "zh" if n_cjk / n_letters >= ZH_SHARE_THRESHOLD else "en"
 
 
+# A description with at most this many tokens reads as a tag ("space opera", "overrated"),
+# not a review: side information keeps it whole, the sentiment lexicon may judge it.
+SHORT_TEXT_TOKENS = 4
+
+
 @lru_cache(maxsize=1)
 def english_stopwords() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS)

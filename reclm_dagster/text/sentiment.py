@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 
 from reclm_dagster.settings import ASSETS_DIR
-from reclm_dagster.text.normalize import normalize
+from reclm_dagster.text.normalize import SHORT_TEXT_TOKENS, normalize
 
 NEGATIVE_RATING_SHARE = 0.4  # ratings ≤ 40% of the scale's maximum (2 of 5, 4 of 10) are negative
-SHORT_TEXT_TOKENS = 4
 
 
 @lru_cache(maxsize=1)
