@@ -10,9 +10,12 @@ import subprocess
 import sys
 import time
 
-from reclm_dagster import settings
-from reclm_dagster.cli_kg import add_kg_parser
+from reclm_dagster import cli_args, settings
+from reclm_dagster.cli_kg import KGExportError, add_kg_parser
+from reclm_dagster.datasets.schema import DatasetError
 from reclm_dagster.serving import ReclmError
+
+USER_ERRORS = (ReclmError, KGExportError, DatasetError)
 
 
 def _check_dataset(name: str) -> None:
@@ -89,12 +92,16 @@ def _embedded_with(dataset: str, encoder_name: str) -> bool:
         return False
     import duckdb
 
+    from reclm_dagster.datasets import LOADER_VERSION
     from reclm_dagster.defs.resources import load_encoder
+    from reclm_dagster.training import stored_loader_version
 
     schema = settings.schema_name(dataset)
     with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
         stored = con.execute(f'SELECT any_value(encoder_version) FROM "{schema}".text_embeddings').fetchone()[0]
-    return stored == load_encoder(encoder_name or "", 64, "auto").version
+        # raw tables stored by an older loader are rebuilt (e.g. users' tags kept as facts before v2)
+        current = stored_loader_version(con, schema) == LOADER_VERSION
+    return current and stored == load_encoder(encoder_name or "", 64, "auto").version
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -106,6 +113,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "method": "temporal" if args.temporal else None,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    valid, test = overrides.get("valid_fraction", 0.1), overrides.get("test_fraction", 0.1)  # 0.1: the defaults
+    if test == 0 or valid + test >= 1:
+        raise ReclmError("need --test-fraction above 0 and --valid-fraction + --test-fraction below 1 (some must be left to train on)")
     # Re-use stored tokens and embeddings when this dataset was embedded with the same encoder.
     upstream_done = _embedded_with(args.dataset, args.encoder)
     names = ["evaluation"] if upstream_done else [
@@ -216,7 +226,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     else:
         rows = serving.recommend_for_user(args.dataset, args.user, args.k)
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        print(json.dumps(cli_args.bound_rows(rows), ensure_ascii=False, indent=2))
     else:
         for r in rows:
             print(f"{r['rank']:>2}. {r['title']} [{r['item_id']}, {r['domain']}] score {r['score']:.3f}")
@@ -318,11 +328,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reclm", description=__doc__)
+    parser = cli_args.OneLineParser(prog="reclm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def dataset_arg(p):
-        p.add_argument("--dataset", default=settings.DEFAULT_DATASET, help="dataset name: 'demo' (bundled) or a folder under RECLM_DATA_DIR")
+        p.add_argument("--dataset", type=cli_args.dataset_arg, default=settings.DEFAULT_DATASET,
+                       help="dataset name: 'demo' (bundled) or a folder under RECLM_DATA_DIR")
 
     p = sub.add_parser("run", help="materialize the whole asset graph for one dataset")
     dataset_arg(p)
@@ -332,8 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="held-out evaluation: the hybrid, each signal and the baselines on one split")
     dataset_arg(p)
-    p.add_argument("--valid-fraction", type=float, default=None, help="per-user share held out for tuning (default 0.1)")
-    p.add_argument("--test-fraction", type=float, default=None, help="per-user share held out for testing (default 0.1)")
+    p.add_argument("--valid-fraction", type=cli_args.fraction_arg, default=None, help="per-user share held out for tuning (default 0.1)")
+    p.add_argument("--test-fraction", type=cli_args.fraction_arg, default=None, help="per-user share held out for testing (default 0.1)")
     p.add_argument("--seed", type=int, default=None, help="split seed (default 0)")
     p.add_argument("--temporal", action="store_true", help="hold out each user's latest interactions instead of a random share")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -346,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="top items for a user (stored lists) or for a free-text request")
     dataset_arg(p)
     p.add_argument("--user", help="user id")
-    p.add_argument("--query", help="free-text request, English or Chinese")
-    p.add_argument("-k", type=int, default=settings.DEFAULT_K, help="list length")
+    p.add_argument("--query", type=cli_args.query_arg, help=f"free-text request, English or Chinese (up to {cli_args.MAX_QUERY_CHARS:,} characters)")
+    p.add_argument("-k", type=cli_args.k_arg, default=settings.DEFAULT_K, help=f"list length (1 to {cli_args.MAX_K})")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--encoder", default="", help="the encoder the dataset was embedded with (default: packaged MiniLM)")
     p.set_defaults(fn=cmd_recommend)
@@ -362,26 +373,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_download)
 
     p = sub.add_parser("compare", help="MLflow evaluation runs side by side (model, encoder version vs metrics), best first")
-    p.add_argument("--dataset", default=None, help="only this dataset's experiment")
+    p.add_argument("--dataset", type=cli_args.dataset_arg, default=None, help="only this dataset's experiment")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=cmd_compare)
 
     p = sub.add_parser("ui", help="start the Dagster UI and MLflow's UI on 127.0.0.1")
-    p.add_argument("--port", type=int, default=3000)
-    p.add_argument("--mlflow-port", type=int, default=5000)
+    p.add_argument("--port", type=cli_args.port_arg, default=3000)
+    p.add_argument("--mlflow-port", type=cli_args.port_arg, default=5000)
     p.add_argument("--no-mlflow", action="store_true", help="only start Dagster; print the MLflow command")
     p.set_defaults(fn=cmd_ui)
     add_kg_parser(sub)
+    cli_args.add_debug_flag(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit 0 on success, 2 for a user's mistake (one line), 1 for anything unexpected."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else cli_args.EXIT_USER
     try:
         return args.fn(args)
-    except ReclmError as exc:
-        print(f"reclm: {exc}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as exc:
+        return cli_args.report_error(exc, USER_ERRORS, args.debug)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ import pandas as pd
 from reclm_dagster import settings
 
 COMPARE_METRICS = ("ndcg_at_10", "recall_at_10", "recall_at_20", "precision_at_10", "cold_ndcg_at_10", "cold_recall_at_20")
+# The MLflow params that define the evaluation protocol (``EvaluationProtocol.as_params``'s keys,
+# spelled out so that `reclm compare` need not import the evaluation). Only runs equal in all of
+# them are comparable: another seed or split size moves NDCG@10 by more than a regression would.
+PROTOCOL_PARAMS = ("protocol", "valid_fraction", "test_fraction", "seed", "ks", "cold_item_max_train")
 
 
 def list_runs(dataset: str | None = None, tracking_uri: str | None = None) -> pd.DataFrame:
@@ -31,8 +35,7 @@ def list_runs(dataset: str | None = None, tracking_uri: str | None = None) -> pd
                 "dataset": names.get(r.info.experiment_id, r.info.experiment_id),
                 "model": r.data.tags.get("model", r.info.run_name),
                 "encoder_version": r.data.params.get("encoder_version", ""),
-                "protocol": r.data.params.get("protocol", ""),
-                "test_fraction": r.data.params.get("test_fraction", ""),
+                **{key: r.data.params.get(key, "") for key in PROTOCOL_PARAMS},  # "" = not logged (older run)
                 "started": pd.Timestamp(r.info.start_time, unit="ms"),
                 "run_id": r.info.run_id,
                 "dagster_run_id": r.data.tags.get("dagster_run_id", ""),
@@ -43,8 +46,14 @@ def list_runs(dataset: str | None = None, tracking_uri: str | None = None) -> pd
     return df.sort_values(["dataset", "ndcg_at_10"], ascending=[True, False], na_position="last").reset_index(drop=True)
 
 
-def best_earlier_ndcg(dataset: str, encoder_version: str, model: str, exclude_dagster_run: str, protocol_params: dict | None = None) -> float | None:
-    """Best NDCG@10 of earlier runs of the same dataset, encoder and model (and protocol), if any."""
+def best_earlier_ndcg(dataset: str, encoder_version: str, model: str, exclude_dagster_run: str,
+                      protocol_params: dict[str, object]) -> float | None:
+    """Best NDCG@10 of earlier runs of the same dataset, encoder, model and protocol, if any.
+
+    ``protocol_params`` is ``EvaluationProtocol.as_params()`` of the current run: a run matches
+    only when it logged every one of them with the same value (MLflow keeps params as strings);
+    an older run that lacks one does not match.
+    """
     runs = list_runs(dataset)
     if runs.empty:
         return None
@@ -53,9 +62,9 @@ def best_earlier_ndcg(dataset: str, encoder_version: str, model: str, exclude_da
         & (runs["model"] == model)
         & (runs["dagster_run_id"] != exclude_dagster_run)
     ]
-    if protocol_params:
-        for key in ("protocol", "test_fraction"):
-            if key in protocol_params:
-                same = same[same[key].astype(str) == str(protocol_params[key])]
+    for key, value in protocol_params.items():
+        if key not in same.columns:  # a param no run exposes: nothing is comparable
+            return None
+        same = same[same[key].astype(str) == str(value)]
     values = same["ndcg_at_10"].dropna()
     return float(values.max()) if len(values) else None

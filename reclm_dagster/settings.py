@@ -6,6 +6,7 @@ RECLM_DATA_DIR is where external datasets are read from.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -48,9 +49,26 @@ def dagster_home() -> Path:
     return reclm_home() / "dagster"
 
 
+# Names kept as they always were: lowercase letters and digits in runs joined by single hyphens
+# ('demo' -> ds_demo, 'ml-latest-small' -> ds_ml_latest_small). Their schema never holds '__'.
+_PLAIN_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
 def schema_name(dataset: str) -> str:
-    """DuckDB schema that holds one dataset's tables (names like 'ml-latest-small' are not identifiers)."""
-    return "ds_" + re.sub(r"[^0-9a-zA-Z_]", "_", dataset).lower()
+    """DuckDB schema that holds one dataset's tables; one schema per exact name (injective).
+
+    A plain name maps to 'ds_' + the name with '-' -> '_' (reversible). Any other name (an
+    underscore, a capital, other punctuation, non-ASCII) keeps a readable slug and appends
+    '__' + 12 hex digits of the name's sha256, so 'coll-a', 'coll_a' and 'Coll-A' get three
+    schemas, and a plain name (never containing '__') cannot meet a hashed one.
+    """
+    if not dataset:
+        raise ValueError("a dataset name cannot be empty")
+    slug = re.sub(r"[^0-9a-z]+", "_", dataset.lower()).strip("_")
+    if _PLAIN_NAME.fullmatch(dataset):
+        return "ds_" + slug
+    digest = hashlib.sha256(dataset.encode("utf-8", errors="surrogatepass")).hexdigest()[:12]
+    return f"ds_{slug[:48]}__{digest}" if slug else f"ds__{digest}"
 
 
 def load_config() -> dict:

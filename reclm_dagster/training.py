@@ -14,10 +14,20 @@ import numpy as np
 import pandas as pd
 
 from reclm_dagster import store
+from reclm_dagster.datasets import INGEST_INFO_TABLE, LOADER_VERSION
 from reclm_dagster.models.hybrid import HybridConfig, HybridRecommender, UserText
 from reclm_dagster.models.matrix import InteractionMatrix
 from reclm_dagster.models.reranker import LearnedReranker
 from reclm_dagster.models.side_information import item_feature_matrix, item_text_tokens, item_text_vectors
+from reclm_dagster.text.documents import text_corpus
+from reclm_dagster.text.normalize import segment
+
+
+def stored_loader_version(con: duckdb.DuckDBPyConnection, schema: str) -> int | None:
+    """The ``LOADER_VERSION`` that stored the raw tables of ``schema`` (None: older than versioning)."""
+    if not store.table_exists(con, schema, INGEST_INFO_TABLE):
+        return None
+    return int(store.read_df(con, schema, INGEST_INFO_TABLE)["loader_version"].iloc[0])
 
 
 @dataclass
@@ -35,6 +45,9 @@ class DatasetTables:
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, schema: str) -> "DatasetTables":
+        if stored_loader_version(con, schema) != LOADER_VERSION:
+            raise RuntimeError(f"the raw tables in {schema} were stored by an older reclm (users' tags as facts, "
+                               f"which no evaluation could mask): rebuild them with `reclm run`")
         items = store.read_df(con, schema, "items")
         interactions = store.read_df(con, schema, "interactions")
         descriptions = store.read_df(con, schema, "descriptions")
@@ -60,6 +73,26 @@ class DatasetTables:
             description_vectors=desc_vecs[desc_pos] if len(desc_pos) else np.zeros((0, dim), np.float32),
             description_tokens=[list(t) for t in desc_tok.reindex(descriptions["description_id"].astype(str)).to_numpy()],
             encoder_version=version or "",
+        )
+
+    @classmethod
+    def from_dataset(cls, dataset, encoder) -> "DatasetTables":
+        """The same tables from a loaded ``Dataset`` in memory (no DuckDB): the text assets'
+        documents, segmented and encoded by ``encoder`` (anything with ``encode`` and ``version``)."""
+        corpus = text_corpus(dataset.items, dataset.facts, dataset.descriptions)
+        unique = pd.unique(corpus["text"])
+        at = pd.Index(unique).get_indexer(corpus["text"])
+        vectors = np.asarray(encoder.encode(list(unique)), np.float32)[at]
+        words = [segment(t) for t in unique]
+        tokens = [list(words[i]) for i in at]
+        is_item = (corpus["source"] == "item").to_numpy()
+        item_pos = pd.Index(corpus["id"][is_item]).get_indexer(dataset.items["item_id"].astype(str))
+        items_idx, desc_idx = np.flatnonzero(is_item)[item_pos], np.flatnonzero(~is_item)
+        return cls(
+            items=dataset.items, interactions=dataset.interactions, descriptions=dataset.descriptions.reset_index(drop=True),
+            facts=dataset.facts, item_vectors=vectors[items_idx], item_tokens=[tokens[i] for i in items_idx],
+            description_vectors=vectors[desc_idx].reshape(len(desc_idx), vectors.shape[1]),
+            description_tokens=[tokens[i] for i in desc_idx], encoder_version=encoder.version,
         )
 
     def all_users(self) -> np.ndarray:

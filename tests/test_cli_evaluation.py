@@ -1,11 +1,13 @@
 """`reclm eval`, `reclm compare` and the NDCG regression check, on the materialized demo."""
 
 import json
+import math
 
 import pytest
 
 from reclm_dagster import settings
 from reclm_dagster.cli import main
+from reclm_dagster.experiments import PROTOCOL_PARAMS
 
 pytestmark = pytest.mark.e2e
 
@@ -26,8 +28,11 @@ def test_eval_json_on_the_reference_protocol(home, capsys):
     assert report["protocol"]["test_fraction"] == 0.2 and report["protocol"]["valid_fraction"] == 0.0
     assert {"hybrid", "cf", "text", "lexical"} | BASELINES <= set(report["models"])
     hybrid = report["models"]["hybrid"]
+    # null in the JSON stands for NaN; all are fractions but novelty (mean self-information, bits)
     for key in ("ndcg@10", "recall@20", "precision@5", "map@10", "mrr@10", "hit@10", "f1@10", "coverage@10", "novelty@10"):
-        assert hybrid[key] is not None, key
+        value = hybrid[key]
+        upper = math.inf if key.startswith("novelty") else 1.0
+        assert value is not None and math.isfinite(value) and 0 <= value <= upper, (key, value)
     assert set(hybrid["cold"]) >= {"ndcg@10", "recall@20"}
     # with no validation split, EASE falls back to its documented default
     assert report["models"]["ease"]["params"] == {"l2": 200.0}
@@ -60,7 +65,7 @@ def test_regression_check_blocks_a_worse_model(home, capsys):
     exp = client.get_experiment_by_name("demo")
     hybrid = client.search_runs([exp.experiment_id], filter_string="tags.model = 'hybrid'", max_results=1)[0]
     fake = client.create_run(exp.experiment_id, tags={"model": "hybrid", "dataset": "demo", "dagster_run_id": "earlier"})
-    for key in ("encoder_version", "protocol", "test_fraction"):
+    for key in ("encoder_version", *PROTOCOL_PARAMS):  # only a run of the very same protocol is a comparator
         client.log_param(fake.info.run_id, key, hybrid.data.params[key])
     client.log_metric(fake.info.run_id, "ndcg_at_10", min(1.0, hybrid.data.metrics["ndcg_at_10"] * 1.5))
     client.set_terminated(fake.info.run_id)

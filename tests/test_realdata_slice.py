@@ -2,6 +2,7 @@
 so CI exercises the real-data code path in seconds; the full datasets are heavy runs."""
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -49,7 +50,9 @@ def test_run_and_eval_on_a_real_slice(slice_env, monkeypatch, capsys):
     models = report["models"]
     # every model was fitted, tuned and scored on held-out pairs of real users
     for name in ("hybrid", "itemknn", "rp3beta", "ease", "pop"):
-        assert models[name]["ndcg@10"] is not None and models[name]["recall@20"] is not None
+        for metric in ("ndcg@10", "recall@20"):
+            value = models[name][metric]  # null in the JSON stands for NaN
+            assert value is not None and math.isfinite(value) and 0 <= value <= 1, (name, metric, value)
     assert models["hybrid"]["ndcg@10"] > 0 and models["ease"]["params"]["l2"] in (50.0, 100.0, 200.0, 500.0, 1000.0)
     assert report["split"]["n_test"] > 0 and report["split"]["n_valid"] > 0
 
@@ -91,5 +94,5 @@ def test_eval_on_a_lastfm_slice(shared_data_dir, tmp_path, monkeypatch, capsys):
     split = report["split"]
     assert split["n_train"] + split["n_valid"] + split["n_test"] == n_plays
     assert split["n_descriptions_removed"] > 0  # users' tags on their held-out artists were dropped
-    for name in ("hybrid", "cf", "text", "lexical", "pop", "itemknn", "rp3beta", "ease"):
-        assert report["models"][name]["ndcg@10"] is not None
+    ndcg = {name: report["models"][name]["ndcg@10"] for name in ("hybrid", "cf", "text", "lexical", "pop", "itemknn", "rp3beta", "ease")}
+    assert all(v is not None and math.isfinite(v) and 0 <= v <= 1 for v in ndcg.values()), ndcg  # null = NaN

@@ -25,11 +25,16 @@ from .schema import (
 )
 
 __all__ = [
-    "COLUMNS", "DESCRIPTION_KINDS", "DOMAINS", "Dataset", "DatasetError", "DatasetNotFound",
+    "COLUMNS", "DESCRIPTION_KINDS", "DOMAINS", "INGEST_INFO_TABLE", "LOADER_VERSION", "Dataset", "DatasetError", "DatasetNotFound",
     "SOURCES", "Source", "available_datasets", "dataset_folder", "empty_frame", "load_dataset", "source_for", "validate",
 ]
 
 DEMO = "demo"
+# What the loaders store changes meaning between versions; tables stored by an older one are
+# refused by the fits (training.DatasetTables.load) until the raw tables are rebuilt.
+# 2: users' tags are no longer stored as ``tagged_as`` facts (they must follow an evaluation's mask).
+LOADER_VERSION = 2
+INGEST_INFO_TABLE = "ingest_info"
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,9 @@ def available_datasets(data_dir: Path | str | None = None) -> list[str]:
 def dataset_folder(name: str, data_dir: Path | str | None = None) -> Path:
     """The folder of a (non-demo) dataset; DatasetNotFound, listing what is there, when it is missing."""
     root = _data_dir(data_dir)
+    # A name is one folder under the data directory, never a path that could lead out of it.
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise DatasetError(f"dataset name {name!r} is not a folder name (no '/', '..' or empty names)")
     path = root / name
     if not path.is_dir():
         raise DatasetNotFound(

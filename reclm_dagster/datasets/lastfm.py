@@ -5,8 +5,10 @@ Mapping to the schema:
   domain 'audio', language 'en'; extra column ``url``);
 - user_artists.dat -> interactions (weight = listening count, no timestamp);
 - user_taggedartists.dat + tags.dat -> descriptions (kind 'tag', one row per
-  assignment, timestamp = midnight UTC of its day/month/year) and facts
-  (artist ``tagged_as`` tag, weight = number of users who assigned it);
+  assignment, timestamp = midnight UTC of its day/month/year). The graph's
+  artist ``tagged_as`` tag triples are derived from these rows where they are
+  used (``kg.build.user_tag_facts``), never stored as facts: they are users'
+  words and must follow an evaluation's mask;
 - user_friends.dat -> user_links ('friend_of', both directions as in the file).
 
 Files are tab separated without quoting (names such as ``"Weird Al" Yankovic``
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .readers import read_delimited, tag_facts
+from .readers import read_delimited
 from .schema import Dataset, validate
 
 FILES = ("artists.dat", "tags.dat", "user_artists.dat", "user_taggedartists.dat", "user_friends.dat")
@@ -54,7 +56,7 @@ def load(folder: Path, name: str | None = None) -> Dataset:
     ua = _read(folder, "user_artists.dat", bad)
     interactions = ua.rename(columns={"userID": "user_id", "artistID": "item_id"})
 
-    descriptions, facts = _tags(folder, bad, set(items["item_id"].str.strip()))
+    descriptions = _tags(folder, bad)
 
     links = _read(folder, "user_friends.dat", bad) if (folder / "user_friends.dat").is_file() else None
     if links is not None:
@@ -62,13 +64,13 @@ def load(folder: Path, name: str | None = None) -> Dataset:
 
     quarantine = pd.concat([b for b in bad if len(b)], ignore_index=True) if any(len(b) for b in bad) else None
     ds = Dataset(name=name or folder.name, items=items, interactions=interactions,
-                 descriptions=descriptions, facts=facts, user_links=links, quarantine=quarantine)
+                 descriptions=descriptions, user_links=links, quarantine=quarantine)
     return validate(ds)
 
 
-def _tags(folder: Path, bad: list, known_items: set[str]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+def _tags(folder: Path, bad: list) -> pd.DataFrame | None:
     if not (folder / "user_taggedartists.dat").is_file():
-        return None, None
+        return None
     tags = _read(folder, "tags.dat", bad)
     names = dict(zip(tags["tagID"].str.strip(), tags["tagValue"]))
     uta = _read(folder, "user_taggedartists.dat", bad)
@@ -89,4 +91,4 @@ def _tags(folder: Path, bad: list, known_items: set[str]) -> tuple[pd.DataFrame 
         "_source": uta["_source"],
         "_line": uta["_line"],
     })
-    return desc, tag_facts(desc, known_items)
+    return desc

@@ -7,8 +7,9 @@ Mapping to the schema (shared with the older layouts in ``movielens_dat.py``):
   from links.csv when present);
 - genres -> facts ``has_genre`` ('(no genres listed)' dropped);
 - ratings.csv -> interactions (weight = rating 0.5-5, timestamp as given);
-- tags.csv -> descriptions (kind 'tag', one per line) and facts ``tagged_as``
-  (case-insensitive, weight = number of assignments).
+- tags.csv -> descriptions (kind 'tag', one per line). The graph's ``tagged_as``
+  triples are derived from them where they are used (``kg.build.user_tag_facts``),
+  never stored as facts: they are users' words and must follow an evaluation's mask.
 
 When HetRec's MovieLens metadata (``hetrec2011-movielens-2k-v2``) sits beside
 the dataset, it adds directors, countries, filming locations, genres and tags
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import hetrec
-from .readers import read_delimited, tag_facts, with_provenance
+from .readers import read_delimited, with_provenance
 from .schema import Dataset, validate
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,6 @@ def load(folder: Path, name: str | None = None, hetrec_dir: Path | str | bool | 
     movies = movies.rename(columns={"movieId": "item_id"}).assign(genres=movies["genres"].fillna("").str.split("|"))
     items, genres = catalogue(movies)
     items = _add_links(folder, items, bad)
-    facts = [genres]
 
     interactions = read_ratings_csv(folder / "ratings.csv")
 
@@ -93,9 +93,8 @@ def load(folder: Path, name: str | None = None, hetrec_dir: Path | str | bool | 
         tags, q = read_delimited(folder / "tags.csv")
         bad.append(q)
         descriptions = tag_descriptions(tags.rename(columns={"userId": "user_id", "movieId": "item_id", "tag": "text"}))
-        facts.append(tag_facts(descriptions, set(items["item_id"])))
 
-    facts = pd.concat(facts, ignore_index=True)
+    facts = genres
     hdir = hetrec.find(folder) if hetrec_dir is None else (None if hetrec_dir is False else Path(hetrec_dir))
     if hdir is not None and "imdb_id" in items:
         extra, q, n = hetrec.enrich(items, facts, hdir)

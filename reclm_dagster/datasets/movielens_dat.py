@@ -11,7 +11,7 @@
 
 Items, genres and tags map as in the csv layout (``movielens.py``): description
 "<title>. Genres: a, b.", ``has_genre`` facts ('unknown' dropped), tags as
-'tag' descriptions plus case-insensitive ``tagged_as`` facts. Line numbers
+'tag' descriptions (no stored ``tagged_as`` facts: see movielens.py). Line numbers
 start at 1 (no header). ``u.user`` / ``users.dat`` (age, gender, occupation,
 zip code) are not loaded: the schema has no user attributes and reclm keys
 users by id only.
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .movielens import catalogue, concat_quarantine, tag_descriptions
-from .readers import first_line, read_dat, read_delimited, tag_facts, with_provenance
+from .readers import first_line, read_dat, read_delimited, with_provenance
 from .schema import Dataset, validate
 
 # u.genre as shipped with ml-100k, used only when the file is missing.
@@ -86,7 +86,6 @@ def load_dat(folder: Path, name: str | None = None) -> Dataset:
     bad.append(q)
     movies["genres"] = movies["genres"].str.split("|")
     items, genres = catalogue(movies)
-    facts = [genres]
 
     ratings, q = read_ratings_dat(folder / "ratings.dat")
     bad.append(q)
@@ -96,10 +95,9 @@ def load_dat(folder: Path, name: str | None = None) -> Dataset:
         tags, q = read_dat(folder / "tags.dat", ["user_id", "item_id", "text", "timestamp"], free=2)
         bad.append(q)
         descriptions = tag_descriptions(tags)
-        facts.append(tag_facts(descriptions, set(items["item_id"])))
 
     ds = Dataset(name=name or folder.name, items=items, interactions=ratings, descriptions=descriptions,
-                 facts=pd.concat(facts, ignore_index=True), quarantine=concat_quarantine(bad))
+                 facts=genres, quarantine=concat_quarantine(bad))
     return validate(ds)
 
 

@@ -198,25 +198,3 @@ def numeric_extras(df: pd.DataFrame, schema_cols) -> pd.DataFrame:
         if s.notna().any() and num[s.notna()].notna().all():
             df[col] = num
     return df
-
-
-def tag_facts(tags: pd.DataFrame, known_items, relation: str = "tagged_as") -> pd.DataFrame:
-    """Aggregate tag assignments (item_id, text, _source, _line) into item -> tag facts.
-
-    Case and surrounding spaces are ignored when grouping; the display name is the
-    first spelling seen; weight = number of assignments; source = first line.
-    Assignments on unknown items are left out here (validate quarantines them
-    from the descriptions already, once per line).
-    """
-    t = tags[tags["item_id"].isin(known_items)].copy()
-    t["text"] = t["text"].astype(str).str.strip()
-    t = t[t["text"] != ""]
-    t["key"] = t["text"].str.casefold()
-    g = t.groupby(["item_id", "key"], sort=False)
-    out = g.agg(entity=("text", "first"), weight=("text", "size"), _source=("_source", "first"), _line=("_line", "min"))
-    out = out.reset_index().drop(columns="key")
-    out["relation"] = relation
-    out["entity_type"] = "tag"
-    out["weight"] = out["weight"].astype("float64")
-    out["source"] = out["_source"] + ":" + out["_line"].astype(str)
-    return out

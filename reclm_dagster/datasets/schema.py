@@ -132,8 +132,8 @@ def _coerce_types(df: pd.DataFrame, kind: str, strings: bool = True) -> pd.DataF
             df[col] = s.where(s != "", None).astype(object)
         elif typ in ("float", "float?"):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-        elif typ == "ts":
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+        elif typ == "ts":  # unix seconds; a value that is no timestamp becomes <NA>, never an error
+            df[col] = _to_timestamp(df[col])[0]
         elif typ == "int":
             df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")
     if "_line" in df:
@@ -143,17 +143,30 @@ def _coerce_types(df: pd.DataFrame, kind: str, strings: bool = True) -> pd.DataF
     return df
 
 
-def _to_timestamp(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Unix seconds (Int64) from numbers or date strings; also the mask of unparseable values."""
-    num = pd.to_numeric(s, errors="coerce")
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+_TS_LIMIT = 2.0**63  # int64 seconds; beyond (or inf) a value cannot be stored, let alone be a date
+
+
+def _to_timestamp(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Unix seconds (Int64) from numbers, date strings or datetimes.
+
+    Also two masks: values that are no timestamp at all, and numbers that are not finite or
+    do not fit in int64 seconds (1e30, inf); both are <NA> in the result, for quarantine.
+    """
+    if getattr(s.dtype, "kind", "") == "M":
+        # Parquet datetimes (numpy, tz-aware or Arrow): seconds like CSV input, never the
+        # nanoseconds to_numeric would give; a naive datetime is read as UTC.
+        num = (pd.to_datetime(s, utc=True) - _EPOCH) // pd.Timedelta(seconds=1)
+        return num.astype("Int64"), pd.Series(False, index=s.index), pd.Series(False, index=s.index)
+    num = pd.to_numeric(s, errors="coerce").astype("float64")
     blank = s.isna() | (_as_str(s) == "") if not pd.api.types.is_numeric_dtype(s) else s.isna()
     todo = num.isna() & ~blank
     if todo.any():  # ISO dates such as 2024-03-01 are accepted too
         dt = pd.to_datetime(s[todo], errors="coerce", utc=True, format="mixed")
-        num = num.astype("float64")
-        num[todo] = (dt - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()
+        num[todo] = (dt - _EPOCH).dt.total_seconds()
     bad = num.isna() & ~blank
-    return np.floor(num).astype("Int64"), bad
+    wild = num.notna() & ~(num.abs() < _TS_LIMIT)
+    return np.floor(num.mask(wild)).astype("Int64"), bad, wild
 
 
 # ---------------------------------------------------------------- validation
@@ -262,8 +275,9 @@ def _check_weight(q: _Quarantine, df: pd.DataFrame) -> pd.DataFrame:
 
 def _check_timestamp(q: _Quarantine, df: pd.DataFrame) -> pd.DataFrame:
     raw = df["timestamp"]
-    ts, bad = _to_timestamp(raw)
-    return q.take(df.assign(timestamp=ts), bad, "timestamp", "not a unix timestamp or date", value=raw)
+    ts, bad, wild = _to_timestamp(raw)
+    df = q.take(df.assign(timestamp=ts), bad, "timestamp", "not a unix timestamp or date", value=raw)
+    return q.take(df, wild, "timestamp", "timestamp out of range (not finite, or beyond int64 seconds)", value=raw)
 
 
 def validate(ds: Dataset) -> Dataset:

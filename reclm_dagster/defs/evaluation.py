@@ -14,9 +14,11 @@ from dagster_duckdb import DuckDBResource
 from reclm_dagster import settings, store
 from reclm_dagster.defs.common import dataset_partitions, schema_of
 from reclm_dagster.defs.resources import EncoderResource, MLflowResource
-from reclm_dagster.evaluation.offline import EvaluationProtocol, offline_evaluation
+from reclm_dagster.evaluation.offline import EvaluationProtocol, EvaluationResult, offline_evaluation
 from reclm_dagster.evaluation.plots import plot_metrics_at_k, plot_popularity_bias
-from reclm_dagster.evaluation.report import eval_json, format_table
+from reclm_dagster.evaluation.report import (
+    COLD_USER_METRICS, COLD_USER_PREFIX, cold_user_entries, cold_user_ratios, eval_json, format_table,
+)
 from reclm_dagster.training import CHOSEN_TABLE, RERANKER_TABLE, DatasetTables, hybrid_config
 
 HEADLINE = ("ndcg@10", "recall@10", "recall@20", "precision@10")
@@ -26,6 +28,16 @@ def mlflow_metric_name(metric: str, slice_: str) -> str:
     """'ndcg@10' -> 'ndcg_at_10' (MLflow keys cannot hold '@'); cold slice prefixed."""
     name = metric.replace("@", "_at_")
     return name if slice_ == "all" else f"{slice_}_{name}"
+
+
+def cold_user_ratio_metrics(result: EvaluationResult) -> dict[str, float]:
+    """The hybrid's cold-user ratios as MLflow metrics: ÷ Pop at every n, ÷ EASE from n = 1 (no EASE list at n = 0).
+
+    'cold_users_0_hybrid_over_pop_ndcg_at_10', …; a ratio over a zero baseline is left out.
+    """
+    ratios = cold_user_ratios(cold_user_entries(result, [m for _, m in COLD_USER_METRICS]))
+    return {mlflow_metric_name(m, f"{COLD_USER_PREFIX}{n}_{pair.replace('/', '_over_')}"): v
+            for pair, per_n in ratios.items() for n, values in per_n.items() for m, v in values.items() if v is not None}
 
 
 class EvaluationConfig(dg.Config):
@@ -137,6 +149,8 @@ def log_to_mlflow(mlflow: MLflowResource, dataset, result, protocol, model_param
                 params.update({f"param_{k}": v for k, v in result.params.get(model, {}).items()})
                 mlf.log_params(params)
                 metrics = {mlflow_metric_name(m, s): v for m, s, v in zip(group["metric"], group["slice"], group["value"])}
+                if model == "hybrid":  # cold users: EASE has no row at n = 0, so neither has hybrid/ease
+                    metrics.update(cold_user_ratio_metrics(result))
                 # headline metrics first: MLflow's run page lists metrics in logged order
                 first = [mlflow_metric_name(m, "all") for m in HEADLINE if mlflow_metric_name(m, "all") in metrics]
                 mlf.log_metrics({**{k: metrics[k] for k in first}, **metrics})
@@ -161,11 +175,22 @@ def evaluation_summary(con, dataset: str) -> pd.DataFrame:
 REGRESSION_TOLERANCE = 0.05
 
 
+def reported_protocol_params(report: dict) -> dict[str, object]:
+    """The stored report's protocol as the MLflow params ``log_to_mlflow`` logged for it (same keys, same spelling)."""
+    p = report["protocol"]
+    protocol = EvaluationProtocol(
+        method=p["method"], valid_fraction=p["valid_fraction"], test_fraction=p["test_fraction"], seed=p["seed"],
+        ks=tuple(p["ks"]), cold_item_max_train=p["cold_item_max_train"],
+    )
+    return protocol.as_params()
+
+
 @dg.asset_check(
     asset=evaluation,
     partitions_def=dataset_partitions,
     blocking=True,
-    description="Fails when the hybrid's NDCG@10 falls more than 5% below the best earlier MLflow run of the same dataset, encoder and protocol.",
+    description="Fails when the hybrid's NDCG@10 falls more than 5% below the best earlier MLflow run of the same dataset, "
+                "encoder and protocol (method, split fractions, seed, ks, cold-item threshold).",
 )
 def ndcg_not_regressed(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     from reclm_dagster.experiments import best_earlier_ndcg
@@ -181,8 +206,7 @@ def ndcg_not_regressed(context: dg.AssetCheckExecutionContext, duckdb: DuckDBRes
     if row is None:
         return dg.AssetCheckResult(passed=False, metadata={"reason": "no hybrid NDCG@10 stored"})
     current, encoder_version = float(row[0]), row[1]
-    protocol = {"protocol": report["protocol"]["method"], "test_fraction": report["protocol"]["test_fraction"]}
-    best = best_earlier_ndcg(dataset, encoder_version, "hybrid", context.run.run_id, protocol)
+    best = best_earlier_ndcg(dataset, encoder_version, "hybrid", context.run.run_id, reported_protocol_params(report))
     if best is None:
         return dg.AssetCheckResult(passed=True, metadata={"ndcg_at_10": current, "best_earlier": "none"})
     return dg.AssetCheckResult(

@@ -5,7 +5,9 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import checks, settings, store
-from reclm_dagster.datasets import load_dataset
+import pandas as pd
+
+from reclm_dagster.datasets import INGEST_INFO_TABLE, LOADER_VERSION, DatasetError, load_dataset
 from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
 from reclm_dagster.inbox import replay_processed
 
@@ -35,8 +37,13 @@ def raw_dataset(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
         "user_links": dataset.user_links,
         "quarantine": dataset.quarantine,
     }
+    info = pd.DataFrame({"loader_version": [LOADER_VERSION], "dataset": [name]})
     with duckdb.get_connection() as con:
-        store.replace_tables(con, schema_of(context), frames)
+        if store.table_exists(con, schema_of(context), INGEST_INFO_TABLE):
+            owner = store.read_df(con, schema_of(context), INGEST_INFO_TABLE)
+            if "dataset" in owner and str(owner["dataset"].iloc[0]) != name:  # never overwrite another dataset's tables
+                raise DatasetError(f"schema {schema_of(context)} holds dataset {owner['dataset'].iloc[0]!r}, not {name!r}: rename one")
+        store.replace_tables(con, schema_of(context), {**frames, INGEST_INFO_TABLE: info})
         # Files that arrived through the inbox live only in the stored tables: put them back.
         replayed = replay_processed(con, name)
         for table in ("interactions", "descriptions"):

@@ -24,11 +24,11 @@ def _kg_config() -> dict:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec("kg_entities", group_name="knowledge_graph", deps=["items", "catalogue_facts", "user_links"],
+        dg.AssetSpec("kg_entities", group_name="knowledge_graph", deps=["items", "catalogue_facts", "descriptions", "user_links"],
                       description="Entities (id, type, name, aliases): items, people, genres, tags, brands, … with merged spellings."),
-        dg.AssetSpec("kg_triples", group_name="knowledge_graph", deps=["items", "catalogue_facts", "user_links", "interactions"],
+        dg.AssetSpec("kg_triples", group_name="knowledge_graph", deps=["items", "catalogue_facts", "descriptions", "user_links", "interactions"],
                       description="Triples (head, relation, tail, weight, provenance), incl. co-consumption from interactions."),
-        dg.AssetSpec("kg_relations", group_name="knowledge_graph", deps=["items", "catalogue_facts", "user_links", "interactions"],
+        dg.AssetSpec("kg_relations", group_name="knowledge_graph", deps=["items", "catalogue_facts", "descriptions", "user_links", "interactions"],
                       description="One row per relation and head/tail type: counts, what the weight counts, a readable label."),
     ],
     partitions_def=dataset_partitions,
@@ -38,10 +38,11 @@ def knowledge_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
     with duckdb.get_connection() as con:
         items = store.read_df(con, schema, "items")
         facts = store.read_df(con, schema, "catalogue_facts")
+        descriptions = store.read_df(con, schema, "descriptions")
         links = store.read_df(con, schema, "user_links")
         interactions = store.read_df(con, schema, "interactions", "user_id, item_id, weight")
     co = co_consumption_triples(interactions, min_common=CO_MIN_COMMON, top_k=CO_TOP_K)
-    kg = build_knowledge_graph(items, facts, links, extra_triples=co)
+    kg = build_knowledge_graph(items, facts, links, extra_triples=co, descriptions=descriptions)
     entities = kg.entities.copy()
     entities["aliases"] = entities["aliases"].astype(str)
     relations = kg.relations()

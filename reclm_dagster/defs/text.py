@@ -12,7 +12,7 @@ from reclm_dagster import checks, store
 from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
 from reclm_dagster.defs.resources import EncoderResource
 from reclm_dagster.encoders import cache as embedding_cache
-from reclm_dagster.text.documents import item_documents
+from reclm_dagster.text.documents import text_corpus
 from reclm_dagster.text.normalize import detect_language, normalize, segment
 
 
@@ -20,14 +20,7 @@ def _documents(con, schema: str) -> pd.DataFrame:
     items = store.read_df(con, schema, "items")
     facts = store.read_df(con, schema, "catalogue_facts")
     descriptions = store.read_df(con, schema, "descriptions", "description_id, text")
-    item_docs = item_documents(items, facts)
-    return pd.concat(
-        [
-            pd.DataFrame({"source": "item", "id": item_docs.index, "text": item_docs.to_numpy()}),
-            pd.DataFrame({"source": "description", "id": descriptions["description_id"].astype(str), "text": descriptions["text"].astype(str)}),
-        ],
-        ignore_index=True,
-    )
+    return text_corpus(items, facts, descriptions)
 
 
 @dg.asset(

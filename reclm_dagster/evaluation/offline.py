@@ -22,9 +22,9 @@ import scipy.sparse as sp
 from reclm_dagster.evaluation.baselines import BASELINES, EASE_MAX_ITEMS, run_baseline
 from reclm_dagster.evaluation.cold_users import ColdUserProtocol, cold_user_evaluation
 from reclm_dagster.evaluation.diversity import list_diversity, mmr_scorer
-from reclm_dagster.evaluation.protocol import evaluate
+from reclm_dagster.evaluation.protocol import evaluate, metric_rows
 from reclm_dagster.evaluation.tuning import TUNING_METRIC, attach_reranker, fit_tuned_hybrid
-from reclm_dagster.evaluation.split import SplitCounts, split_interactions
+from reclm_dagster.evaluation.split import SplitCounts, time_key, split_interactions
 from reclm_dagster.models.hybrid import HybridConfig
 from reclm_dagster.models.matrix import InteractionMatrix
 from reclm_dagster.training import DatasetTables
@@ -117,6 +117,25 @@ def held_out_description_mask(descriptions: pd.DataFrame, held_out: pd.DataFrame
     return ~key.isin(held).to_numpy()
 
 
+def before_cut_mask(descriptions: pd.DataFrame, split: pd.DataFrame) -> np.ndarray:
+    """Temporal protocol: True for words their author wrote before their own cut.
+
+    A user's cut is the earliest timestamp of their held-out (valid or test) interactions:
+    what they wrote at or after it — about any item, or none — is future to every model,
+    exactly like their later interactions. Undated words of a user with a cut cannot be
+    placed before it and are dropped too. Users with nothing held out keep everything.
+    """
+    if not len(descriptions):
+        return np.zeros(0, dtype=bool)
+    held = split[split["split"] != "train"]
+    cut = pd.Series(time_key(held["timestamp"]), index=held["user_id"].astype(str).to_numpy()).groupby(level=0).min()
+    user_cut = descriptions["user_id"].astype(str).map(cut).to_numpy(np.float64)
+    written = descriptions["timestamp"] if "timestamp" in descriptions else pd.Series(np.nan, index=descriptions.index)
+    when = time_key(written.astype("float64") if pd.api.types.is_numeric_dtype(written) else written)
+    has_cut = ~np.isnan(user_cut)
+    return ~has_cut | (~np.isnan(when) & (when < user_cut))
+
+
 def split_for(interactions: pd.DataFrame, protocol: EvaluationProtocol) -> tuple[pd.DataFrame, SplitCounts]:
     """The protocol's split; a temporal split needs a timestamp on every interaction."""
     if protocol.method == "temporal":
@@ -134,16 +153,6 @@ def split_for(interactions: pd.DataFrame, protocol: EvaluationProtocol) -> tuple
         seed=protocol.seed,
         method=protocol.method,
     )
-
-
-def metric_rows(model: str, result: dict) -> list[tuple[str, str, str, float]]:
-    """``evaluate()`` output as (model, slice, metric, value) rows."""
-    rows = []
-    for slice_name, values in (("all", result), ("cold", result.get("cold", {}))):
-        for metric, value in values.items():
-            if isinstance(value, (int, float, np.floating, np.integer)):
-                rows.append((model, slice_name, metric, float(value)))
-    return rows
 
 
 def _run_baselines(names, X_train, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress):
@@ -189,6 +198,8 @@ def offline_evaluation(
     valid = split[split["split"] == "valid"]
     test = split[split["split"] == "test"]
     mask = held_out_description_mask(tables.descriptions, pd.concat([valid, test]))
+    if protocol.method == "temporal":
+        mask &= before_cut_mask(tables.descriptions, split)
     matrix = InteractionMatrix(train, users=tables.all_users(), items=tables.items["item_id"].astype(str).to_numpy())
     X_train = matrix.X
     X_valid, _ = matrix.align(valid)
@@ -208,7 +219,10 @@ def offline_evaluation(
     cold_rows, cold_tuning = [], pd.DataFrame()
     if protocol.cold_users and "hybrid" in models:
         # Cold users are left out of a second fit; it also tunes the short-history popularity weight.
-        cold_result = cold_user_evaluation(tables, config, config.ease_l2, protocol.cold_user_protocol(), progress=progress)
+        # Its users come from the main split's train rows and it may not see the main split's held-out
+        # words, so the popularity prior it tunes (and the hybrid reported on test uses) never saw test data.
+        cold_result = cold_user_evaluation(tables, config, config.ease_l2, protocol.cold_user_protocol(),
+                                           interactions=train, description_mask=mask, progress=progress)
         cold_rows, cold_tuning = list(cold_result.metrics.itertuples(index=False, name=None)), cold_result.tuning
         config = replace(config, short_history_popularity=cold_result.short_history_popularity)
         model.config = config

@@ -118,3 +118,13 @@ def _mean(chunks: list[np.ndarray]) -> float:
     if not chunks:
         return float("nan")
     return float(np.concatenate(chunks).mean())
+
+
+def metric_rows(model: str, result: dict) -> list[tuple[str, str, str, float]]:
+    """``evaluate()`` output as (model, slice, metric, value) rows."""
+    rows = []
+    for slice_name, values in (("all", result), ("cold", result.get("cold", {}))):
+        for metric, value in values.items():
+            if isinstance(value, (int, float, np.floating, np.integer)):
+                rows.append((model, slice_name, metric, float(value)))
+    return rows

@@ -26,6 +26,9 @@ TABLE_COLUMNS = (
 # Cold-user protocol columns (per revealed n) and the models shown there.
 COLD_USER_METRICS = (("NDCG@10", "ndcg@10"), ("Recall@20", "recall@20"))
 COLD_USER_PREFIX = "cold_users_"
+# What the hybrid is divided by for cold users: Pop at every n, EASE where it ran (n >= 1;
+# at n = 0 it has no history to go on and its list is catalogue order).
+COLD_USER_BASELINES = ("pop", "ease")
 
 
 def _num(value) -> float | None:
@@ -63,14 +66,7 @@ def eval_json(dataset: str, protocol: EvaluationProtocol, result: EvaluationResu
         entry["cold"] = {m: _num(cold.at[name, m]) if has_cold and m in cold.columns else None for m in ranking}
         entry["params"] = _plain(result.params.get(name, {}))
         models[str(name)] = entry
-    cold_users = {}
-    for slice_ in sorted(s for s in result.metrics["slice"].unique() if str(s).startswith(COLD_USER_PREFIX)):
-        frame = result.wide(slice_)
-        n = slice_[len(COLD_USER_PREFIX):]
-        for name in frame.index:
-            entry = {m: _num(frame.at[name, m]) for m in ranking if m in frame.columns}
-            entry["n_users"] = int(frame.at[name, "n_users"]) if "n_users" in frame.columns else 0
-            cold_users.setdefault(str(name), {})[n] = entry
+    cold_users = cold_user_entries(result, ranking)
 
     proto = {
         "name": protocol.name(),
@@ -100,7 +96,38 @@ def eval_json(dataset: str, protocol: EvaluationProtocol, result: EvaluationResu
     report = {"dataset": dataset, "protocol": proto, "models": models, "split": split}
     if cold_users:
         report["cold_users"] = cold_users
+        report["cold_user_ratios"] = cold_user_ratios(cold_users)
     return report
+
+
+def cold_user_entries(result: EvaluationResult, metrics: list[str]) -> dict[str, dict[str, dict]]:
+    """``{model: {n: {metric: value, "n_users": …}}}`` of the cold-user slices; only the ``n`` a model ran at."""
+    cold_users: dict[str, dict[str, dict]] = {}
+    for slice_ in sorted(s for s in result.metrics["slice"].unique() if str(s).startswith(COLD_USER_PREFIX)):
+        frame = result.wide(slice_)
+        n = slice_[len(COLD_USER_PREFIX):]
+        for name in frame.index:
+            entry = {m: _num(frame.at[name, m]) for m in metrics if m in frame.columns}
+            entry["n_users"] = int(frame.at[name, "n_users"]) if "n_users" in frame.columns else 0
+            cold_users.setdefault(str(name), {})[n] = entry
+    return cold_users
+
+
+def cold_user_ratios(cold_users: dict) -> dict[str, dict[str, dict[str, float | None]]]:
+    """``{"hybrid/pop": {n: {metric: ratio}}, "hybrid/ease": …}`` for the COLD_USER_METRICS, at each ``n``
+    where both models ran (so never EASE at n = 0); None where the baseline scored 0 or a value is missing."""
+    hybrid = cold_users.get("hybrid", {})
+    ratios: dict[str, dict[str, dict[str, float | None]]] = {}
+    for base in COLD_USER_BASELINES:
+        for n, entry in cold_users.get(base, {}).items():
+            if n not in hybrid:
+                continue
+            ratios.setdefault(f"hybrid/{base}", {})[n] = {
+                metric: hybrid[n][metric] / entry[metric]
+                if hybrid[n].get(metric) is not None and entry.get(metric) else None
+                for _, metric in COLD_USER_METRICS
+            }
+    return ratios
 
 
 def format_table(result: EvaluationResult) -> str:
@@ -143,26 +170,21 @@ def format_report(report: dict) -> str:
 
 
 def format_cold_users(cold_users: dict) -> str:
-    """Cold-user protocol: one row per model, NDCG@10 / Recall@20 per revealed n, hybrid/EASE ratios."""
+    """Cold-user protocol: one row per model, NDCG@10 / Recall@20 per revealed n, then hybrid/Pop and hybrid/EASE."""
     names = [m for m in ("hybrid", "ease", "pop") if m in cold_users] + sorted(set(cold_users) - {"hybrid", "ease", "pop"})
+    ratios = cold_user_ratios(cold_users)
     reveal = sorted({n for m in cold_users.values() for n in m}, key=int)
     header = ["model"] + [f"n={n} {h}" for n in reveal for h, _ in COLD_USER_METRICS]
     body = []
-    for name in names + (["hybrid/ease"] if "hybrid" in cold_users and "ease" in cold_users else []):
-        cells = []
-        for n in reveal:
-            for _, metric in COLD_USER_METRICS:
-                if name == "hybrid/ease":
-                    h, e = cold_users["hybrid"].get(n, {}).get(metric), cold_users["ease"].get(n, {}).get(metric)
-                    cells.append("-" if not h or not e else f"{h / e:.2f}x")
-                else:
-                    v = cold_users[name].get(n, {}).get(metric)
-                    cells.append("-" if v is None else f"{v:.4f}")
-        body.append([name] + cells)
+    for name in names + list(ratios):
+        entries, fmt = (ratios[name], "{:.2f}x") if name in ratios else (cold_users[name], "{:.4f}")
+        cells = [entries.get(n, {}).get(metric) for n in reveal for _, metric in COLD_USER_METRICS]
+        body.append([name] + ["-" if v is None else fmt.format(v) for v in cells])
     users = next(iter(cold_users.values()))
     n_users = max((entry.get("n_users", 0) for entry in users.values()), default=0)
     widths = [max(len(r[j]) for r in [header] + body) for j in range(len(header))]
-    lines = [f"cold users ({n_users} users left out of training; n = interactions revealed, plus their own words)"]
+    lines = [f"cold users ({n_users} users left out of training; n = interactions revealed, plus their own words; "
+             "no EASE at n=0: with no history its list is catalogue order)"]
     lines += ["  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
               for r in [header] + body]
     lines.insert(2, "  ".join("-" * w for w in widths))

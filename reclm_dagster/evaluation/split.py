@@ -85,7 +85,7 @@ def split_interactions(
         if time_col not in out.columns:
             raise KeyError(f"temporal split needs a '{time_col}' column")
         # latest first; the random key breaks timestamp ties reproducibly
-        order = np.lexsort((key, -_time_key(out[time_col]), codes))
+        order = np.lexsort((key, -time_key(out[time_col]), codes))
     else:
         order = np.lexsort((key, codes))
 
@@ -114,7 +114,7 @@ def split_interactions(
     return out, counts_out
 
 
-def _time_key(t: pd.Series) -> np.ndarray:
+def time_key(t: pd.Series) -> np.ndarray:
     """Timestamps as sortable numbers (int64 ns for datetimes, else float)."""
     if pd.api.types.is_numeric_dtype(t):
         return t.to_numpy(dtype=np.float64)

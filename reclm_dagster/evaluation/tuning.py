@@ -3,7 +3,7 @@
 ``fit_tuned_hybrid`` fits side-information EASE for each ``g`` and grid-searches the fusion
 weights on validation (signals scored once per validation user, re-fused per setting);
 ``attach_reranker`` trains the LightGBM re-ranker on validation and keeps it only if it wins
-on validation users it did not train on.
+on validation users it neither trained nor early-stopped on.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from reclm_dagster.evaluation.metrics import metrics_from_hits
 from reclm_dagster.evaluation.protocol import evaluate, relevant_matrix
 from reclm_dagster.models.ranking import topk
-from reclm_dagster.models.reranker import LearnedReranker, RerankerConfig
+from reclm_dagster.models.reranker import LearnedReranker, NotEnoughRerankerData, RerankerConfig, split_validation_users
 from reclm_dagster.training import fit_hybrid
 
 # Fusion weights tried on the validation split (CF's weight stays 1: only ratios matter).
@@ -30,8 +30,10 @@ KG_WEIGHT_GRID = (0.1, 0.25, 0.5)
 SIDE_WEIGHT_GRID = (0.5, 1.0, 2.0)
 TUNING_METRIC = "ndcg@10"
 # The re-ranker replaces the fusion only when its paired per-user NDCG@10 gain on held-out
-# validation users is at least this many standard errors above zero.
+# validation users (neither trained nor early-stopped on) is at least this many standard errors above zero.
 RERANKER_MIN_Z = 2.0
+# Fewer validation users than this cannot fill three roles (train, early stop, decide).
+RERANKER_MIN_USERS = 20
 # Weights of the cold-item boost (models/hybrid.py COLD_BOOST), tried last.
 COLD_BOOST_GRID = (0.5, 1.0, 2.0)
 # Fusion settings within this relative distance of the best validation NDCG@10 count as
@@ -101,39 +103,46 @@ def choose_setting(table: pd.DataFrame, tolerance: float = COLD_TIE_TOLERANCE) -
     return int(near[TUNING_METRIC].idxmax())
 
 
-def attach_reranker(model, X_train, X_valid, popularity, seed: int = 0) -> dict[str, float]:
-    """Train the LightGBM re-ranker on validation; keep it only if it wins on held-out validation users.
+def attach_reranker(model, X_train, X_valid, popularity, seed: int = 0) -> dict[str, float | int | str]:
+    """Train the LightGBM re-ranker on validation; keep it only if it wins on validation users it never saw.
 
-    Returns the decision's numbers: full-ranking NDCG@10 of the plain fusion and of the
-    re-ranked list on the validation users the ranker did not train on.
+    The validation users get three disjoint, seeded roles (``split_validation_users``): train
+    (fit the trees), early stop (LightGBM's eval set) and decide. Returns the decision's
+    numbers: full-ranking NDCG@10 of the plain fusion and of the re-ranked list on the decide
+    users, and the size of each role. Too little data (the one expected failure) gives
+    ``{"skipped": reason}``, so params and MLflow say why there is no ranker; any other error
+    of fitting propagates.
     """
     config = RerankerConfig(seed=seed)
     users, signals = validation_signals(model, X_train, X_valid)
-    if len(users) < 20:
-        return {}
+    if len(users) < RERANKER_MIN_USERS:
+        return {"skipped": f"only {len(users)} validation users (< {RERANKER_MIN_USERS})"}
+    roles = split_validation_users(len(users), config)
+    if roles.decide.sum() < 2:  # no paired z on fewer
+        return {"skipped": f"only {int(roles.decide.sum())} validation users to decide on", **roles.sizes()}
     fused = model.fuse(signals, model.history_length(users, X_train))
-    holdout = np.random.default_rng(seed).random(len(users)) < config.holdout_fraction
     X_train, X_valid = sp.csr_matrix(X_train), sp.csr_matrix(X_valid)
     try:
         reranker = LearnedReranker(config).fit(
-            signals, fused, X_train[users], X_valid[users], model.user_said(users), holdout, popularity,
+            signals, fused, X_train[users], X_valid[users], model.user_said(users),
+            holdout=roles.early_stop, train=roles.train, item_popularity=popularity,
         )
-    except ValueError:
-        return {}
-    hold_users = users[holdout]
+    except NotEnoughRerankerData as e:
+        return {"skipped": str(e), **roles.sizes()}
+    decide_users = users[roles.decide]
     k = int(TUNING_METRIC.split("@")[1])
-    fused_values = per_user_ndcg(model.scorer("hybrid", X_train), X_valid, X_train, hold_users, k)
+    fused_values = per_user_ndcg(model.scorer("hybrid", X_train), X_valid, X_train, decide_users, k)
     model.reranker_ = reranker
-    reranked_values = per_user_ndcg(model.scorer("hybrid", X_train), X_valid, X_train, hold_users, k)
-    # Keep the ranker only for a clear, paired win on users it never trained on: a few
-    # hundred users make a mean difference of a fraction of a percent pure noise.
+    reranked_values = per_user_ndcg(model.scorer("hybrid", X_train), X_valid, X_train, decide_users, k)
+    # Keep the ranker only for a clear, paired win on users it never trained or stopped on:
+    # a few hundred users make a mean difference of a fraction of a percent pure noise.
     diff = reranked_values - fused_values
     z = float(diff.mean() / (diff.std(ddof=1) / np.sqrt(len(diff)))) if len(diff) > 1 and diff.std() > 0 else 0.0
     if z < RERANKER_MIN_Z:
         model.reranker_ = None
-    return {"holdout_fusion_ndcg10": round(float(fused_values.mean()), 5),
-            "holdout_reranked_ndcg10": round(float(reranked_values.mean()), 5),
-            "holdout_users": int(len(diff)), "holdout_paired_z": round(z, 2),
+    return {"decide_fusion_ndcg10": round(float(fused_values.mean()), 5),
+            "decide_reranked_ndcg10": round(float(reranked_values.mean()), 5),
+            "decide_paired_z": round(z, 2), **roles.sizes(),
             "trees": int(reranker.model_.best_iteration_ or reranker.model_.n_estimators)}
 
 

@@ -234,17 +234,46 @@ def _fact_entities(facts: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     return table[ENTITY_COLUMNS].reset_index(drop=True), entity_id
 
 
+def user_tag_facts(descriptions: pd.DataFrame | None) -> pd.DataFrame:
+    """Item → tag facts (``tagged_as``) aggregated from users' tags (descriptions of kind 'tag').
+
+    These are users' words, so they are derived here from whichever descriptions the caller
+    passes — all of them for the production graph, only the protocol's allowed ones in an
+    evaluation — and never stored by a loader. Case and surrounding spaces are ignored when
+    grouping; the name is the first spelling seen; weight = number of assignments;
+    provenance = the first description row.
+    """
+    columns = ["item_id", "relation", "entity_type", "entity", "weight", "source"]
+    if descriptions is None or not len(descriptions) or "kind" not in descriptions:
+        return pd.DataFrame(columns=columns)
+    t = descriptions[(descriptions["kind"] == "tag") & descriptions["item_id"].notna()]
+    text = t["text"].astype(str).str.strip()
+    t = t.assign(item_id=t["item_id"].astype(str), text=text, key=text.str.casefold())[text != ""]
+    g = t.groupby(["item_id", "key"], sort=False)
+    out = g.agg(entity=("text", "first"), weight=("text", "size"), first=("description_id", "first")).reset_index()
+    return pd.DataFrame({
+        "item_id": out["item_id"], "relation": "tagged_as", "entity_type": "tag", "entity": out["entity"],
+        "weight": out["weight"].astype("float64"), "source": "descriptions:" + out["first"].astype(str),
+    }, columns=columns)
+
+
 def build_knowledge_graph(
     items: pd.DataFrame,
     facts: pd.DataFrame,
     user_links: pd.DataFrame | None = None,
     extra_triples: pd.DataFrame | None = None,
+    *,
+    descriptions: pd.DataFrame | None = None,
 ) -> KnowledgeGraph:
     """Items + facts (+ friend links, + e.g. co-consumption triples) -> KnowledgeGraph.
 
-    Facts about item ids missing from ``items`` are dropped: an explanation must never
-    point at an item the catalogue does not have.
+    ``descriptions``: users' words the graph may use; their tags become ``tagged_as``
+    triples (:func:`user_tag_facts`). Facts about item ids missing from ``items`` are
+    dropped: an explanation must never point at an item the catalogue does not have.
     """
+    tags = user_tag_facts(descriptions)
+    if len(tags):
+        facts = pd.concat([facts, tags], ignore_index=True) if len(facts) else tags
     items = items.drop_duplicates("item_id")
     ids = items["item_id"].astype(str)
     titles = items["title"].fillna("").astype(str).str.strip() if "title" in items else ids

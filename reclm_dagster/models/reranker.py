@@ -12,10 +12,11 @@ a heavy listener. It re-orders a candidate set per user:
 Features per (user, candidate): each signal's per-user z-score and log-rank, the fused
 score, the item's log-popularity and cold flag, the user's history length and whether
 they said anything. It is trained on the **validation** split only (labels: validation
-interactions; features: models fitted on train), with early stopping on a held-out part
-of the validation users; items outside the candidate set keep the fused order below it.
-Whether the ranker replaces the plain fusion is decided on those held-out validation
-users, by full-ranking NDCG@10 (``evaluation/offline.py``).
+interactions; features: models fitted on train); items outside the candidate set keep the
+fused order below it. ``split_validation_users`` gives the validation users three disjoint,
+seeded roles: *train* (fit the trees), *early stop* (LightGBM's eval set) and *decide*
+(whether the ranker replaces the plain fusion, by full-ranking NDCG@10 in
+``evaluation/tuning.py``) — users that stopped the boosting would flatter the decision.
 """
 
 from __future__ import annotations
@@ -60,8 +61,37 @@ class RerankerConfig:
     num_leaves: int = 31
     min_child_samples: int = 50
     early_stopping_rounds: int = 30
-    holdout_fraction: float = 0.3  # validation users kept for early stopping and the use/skip decision
-    seed: int = 0
+    holdout_fraction: float = 0.4  # validation users kept out of tree fitting: early stop + decide
+    decide_fraction: float = 0.2  # of all validation users, the part of the holdout kept for the use/skip decision
+    seed: int = 0  # also seeds the split of validation users into roles
+
+
+class NotEnoughRerankerData(ValueError):
+    """Too few validation users (with a candidate hit) to train or judge the re-ranker: the one
+    expected reason to go without it; any other error of fitting is a bug and must surface."""
+
+
+@dataclass(frozen=True)
+class UserRoles:
+    """Disjoint boolean masks over the validation users (one entry per user)."""
+
+    train: np.ndarray  # fit the trees
+    early_stop: np.ndarray  # LightGBM's eval set for early stopping
+    decide: np.ndarray  # the keep/drop decision only: never seen by ``fit``
+
+    def sizes(self) -> dict[str, int]:
+        return {"train_users": int(self.train.sum()), "early_stop_users": int(self.early_stop.sum()),
+                "decide_users": int(self.decide.sum())}
+
+
+def split_validation_users(n_users: int, config: RerankerConfig) -> UserRoles:
+    """Seeded, deterministic roles of ``n_users`` validation users (one uniform draw each)."""
+    if not 0 < config.decide_fraction < config.holdout_fraction < 1:
+        raise ValueError("need 0 < decide_fraction < holdout_fraction < 1")
+    u = np.random.default_rng(config.seed).random(n_users)
+    decide = u < config.decide_fraction
+    early_stop = (u >= config.decide_fraction) & (u < config.holdout_fraction)
+    return UserRoles(train=~(decide | early_stop), early_stop=early_stop, decide=decide)
 
 
 class CandidateFeatures:
@@ -126,17 +156,26 @@ class LearnedReranker:
 
     def fit(self, signals: dict[str, np.ndarray], fused: np.ndarray, history: sp.csr_matrix,
             labels: sp.csr_matrix, user_said: np.ndarray, holdout: np.ndarray,
-            item_popularity: np.ndarray, n_jobs: int | None = None, batch_size: int = 512) -> "LearnedReranker":
+            item_popularity: np.ndarray, n_jobs: int | None = None, batch_size: int = 512,
+            train: np.ndarray | None = None) -> "LearnedReranker":
         """Train on validation users: row ``r`` of every argument is one user.
 
         ``labels``: their validation interactions; ``history``: their train interactions;
-        ``holdout``: users kept out of training for early stopping.
+        ``holdout``: users kept out of training for early stopping; ``train``: users that fit
+        the trees (default: all others). Users in neither are not looked at — the ones the
+        keep/drop decision is made on. Raises ``NotEnoughRerankerData`` when either set has no
+        user with a candidate hit.
         """
         import lightgbm
 
+        holdout = np.asarray(holdout, bool)
+        train = ~holdout if train is None else np.asarray(train, bool)
+        if (train & holdout).any():
+            raise ValueError("re-ranker training and early-stopping users must be disjoint")
         self.features_ = CandidateFeatures(self.config, item_popularity)
         history, labels = sp.csr_matrix(history), sp.csr_matrix(labels)
         parts = {True: ([], [], []), False: ([], [], [])}  # holdout? -> (X, y, group sizes)
+        members = {True: holdout, False: train}
         for start in range(0, fused.shape[0], batch_size):
             sl = slice(start, start + batch_size)
             sig = {k: v[sl] for k, v in signals.items()}
@@ -147,14 +186,14 @@ class LearnedReranker:
             sizes = np.bincount(rows, minlength=n)
             has_pos = np.bincount(rows[y], minlength=n) > 0  # only users with a hit teach anything
             for flag in (True, False):
-                keep = np.flatnonzero((holdout[sl] == flag) & has_pos)
+                keep = np.flatnonzero(members[flag][sl] & has_pos)
                 take = np.isin(rows, keep)  # rows are sorted, so groups stay contiguous
                 parts[flag][0].append(X[take])
                 parts[flag][1].append(y[take].astype(np.int32))
                 parts[flag][2].append(sizes[keep])
         (Xf, yf, gf), (Xh, yh, gh) = ([np.concatenate(p) for p in parts[f]] for f in (False, True))
         if not len(gf) or not len(gh):
-            raise ValueError("not enough validation users with a candidate hit to train the re-ranker")
+            raise NotEnoughRerankerData("not enough validation users with a candidate hit to train the re-ranker")
         self.model_ = self._ranker(n_jobs or default_jobs()).fit(
             Xf, yf, group=gf, eval_X=(Xh,), eval_y=(yh,), eval_group=[gh], eval_at=[10],
             callbacks=[lightgbm.early_stopping(self.config.early_stopping_rounds, verbose=False)],

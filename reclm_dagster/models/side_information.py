@@ -12,9 +12,11 @@ are never among them):
   and tokens enriched with what other users said about the item, so an artist whose
   catalogue entry is only its name is described by its tags.
 
-Catalogue facts that merely aggregate users' tags (Last.fm's and MovieLens' own
-``tagged_as``) would smuggle held-out tags back in, so a fact is dropped when the
-same (item, text) appears among the descriptions; the allowed descriptions add it back.
+Loaders never store facts aggregated from their own users' words (the graph derives
+``tagged_as`` from the descriptions it is given, ``kg.build.user_tag_facts``), so every
+fact here is catalogue data. A catalogue fact that restates an allowed description of
+the same item (the demo's editorial tags) is dropped so it is not counted twice: the
+description adds it back with its number of users.
 """
 
 from __future__ import annotations

@@ -49,3 +49,16 @@ def item_documents(items: pd.DataFrame, facts: pd.DataFrame) -> pd.Series:
             pieces.append(fact_text[item_id])
         docs.append(". ".join(p.rstrip(".") for p in pieces if p) + ("." if len(pieces) > 1 else ""))
     return pd.Series(docs, index=items["item_id"].astype(str).to_numpy(), name="text")
+
+
+def text_corpus(items: pd.DataFrame, facts: pd.DataFrame, descriptions: pd.DataFrame) -> pd.DataFrame:
+    """Every text that gets tokenised and encoded: ``(source, id, text)`` with source 'item' or 'description'."""
+    item_docs = item_documents(items, facts)
+    return pd.concat(
+        [
+            pd.DataFrame({"source": "item", "id": item_docs.index, "text": item_docs.to_numpy()}),
+            pd.DataFrame({"source": "description", "id": descriptions["description_id"].astype(str),
+                          "text": descriptions["text"].astype(str)}),
+        ],
+        ignore_index=True,
+    )

@@ -7,6 +7,7 @@ import pytest
 
 from reclm_dagster.datasets import load_dataset, movielens, movielens_dat, source_for
 from reclm_dagster.datasets.readers import read_dat, split_dat_line
+from reclm_dagster.kg.build import user_tag_facts
 
 GENRES_100K = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
@@ -102,7 +103,8 @@ def test_ml_10m(tmp_path):
     assert "3" not in set(ds.facts.loc[ds.facts["relation"] == "has_genre", "item_id"])
     texts = ds.descriptions.set_index("description_id")["text"]
     assert texts["tags.dat:3"] == "note:: see it" and texts["tags.dat:4"] == "émouvant"
-    tags = ds.facts[ds.facts["relation"] == "tagged_as"]
+    assert not (ds.facts["relation"] == "tagged_as").any()
+    tags = user_tag_facts(ds.descriptions)
     assert facts_weight(tags, "1", "pixar") == 2  # case-insensitive
     assert (ds.descriptions["timestamp"] > 1e9).all()
 

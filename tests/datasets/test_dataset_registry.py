@@ -71,3 +71,12 @@ def test_dispatch_order_prefers_specific_layouts(tmp_path):
 
 def test_demo_is_always_available(tmp_path):
     assert load_dataset("demo", tmp_path / "empty").name == "demo"
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "/etc", "a\\b", "a\x00b"])
+def test_a_dataset_name_never_leads_out_of_the_data_directory(name, tmp_path):
+    from reclm_dagster.datasets import DatasetError, dataset_folder
+
+    (tmp_path / "data" / "x").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="not a folder name"):
+        dataset_folder(name, tmp_path / "data")

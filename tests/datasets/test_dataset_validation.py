@@ -180,3 +180,48 @@ def test_empty_frame_has_schema():
         frame = empty_frame(kind)
         assert list(frame.columns) == list(cols) and len(frame) == 0
     assert str(empty_frame("interactions")["timestamp"].dtype) == "Int64"
+
+
+OUT_OF_RANGE = "timestamp out of range (not finite, or beyond int64 seconds)"
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("99999999999999999999", OUT_OF_RANGE), ("1e30", OUT_OF_RANGE), ("inf", OUT_OF_RANGE), ("-inf", OUT_OF_RANGE),
+    ("-1e19", OUT_OF_RANGE), ("NaN", "not a unix timestamp or date"),
+])
+def test_one_bad_timestamp_is_one_quarantine_row(tmp_path, value, reason):
+    inter = f"user_id,item_id,timestamp\nu1,i1,1700000000\nu1,i2,{value}\nu2,i1,1700000002\n"
+    write_folder(tmp_path, **{"interactions.csv": inter, "descriptions.csv": None, "facts.csv": None})
+    ds = folder.load(tmp_path, "ts")
+    q = ds.quarantine[ds.quarantine["source_file"] == "interactions.csv"]
+    assert list(zip(q["line"], q["field"], q["value"], q["reason"])) == [(3, "timestamp", value, reason)]
+    # the rest of the file loads
+    assert sorted(zip(ds.interactions["user_id"], ds.interactions["timestamp"])) == [("u1", 1700000000), ("u2", 1700000002)]
+
+
+def test_huge_timestamp_in_memory_and_in_descriptions(tmp_path):
+    items = pd.DataFrame({"item_id": ["a"], "title": ["A"], "domain": ["video"]})
+    inter = pd.DataFrame({"user_id": ["u", "v"], "item_id": ["a", "a"], "timestamp": [1e30, 5.0]})
+    desc = pd.DataFrame({"user_id": ["u", "v"], "kind": ["tag", "tag"], "text": ["x", "y"], "timestamp": [float("inf"), 7]})
+    ds = validate(Dataset(name="mem", items=items, interactions=inter, descriptions=desc))
+    assert list(ds.interactions["timestamp"]) == [5] and list(ds.descriptions["timestamp"]) == [7]
+    assert sorted(ds.quarantine["field"]) == ["timestamp", "timestamp"]
+    assert str(empty_frame("descriptions")["timestamp"].dtype) == "Int64"
+
+
+def test_parquet_datetimes_are_seconds_like_csv(tmp_path):
+    pd.DataFrame({"item_id": ["i1", "i2"], "title": ["a", "b"], "domain": ["video", "audio"]}).to_parquet(tmp_path / "items.parquet")
+    when = pd.to_datetime(["2024-03-01 00:00:00", "2024-03-01 00:00:07"])
+    pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "timestamp": when}).to_parquet(tmp_path / "interactions.parquet")
+    pq = folder.load(tmp_path, "pq").interactions.set_index("user_id")["timestamp"]
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    (csv_dir / "items.csv").write_text("item_id,title,domain\ni1,a,video\ni2,b,audio\n")
+    (csv_dir / "interactions.csv").write_text("user_id,item_id,timestamp\nu1,i1,2024-03-01\nu2,i2,1709251207\n")
+    csv = folder.load(csv_dir, "csv").interactions.set_index("user_id")["timestamp"]
+    assert pq.to_dict() == csv.to_dict() == {"u1": 1709251200, "u2": 1709251207}
+    # a zoned datetime is converted, not read as wall-clock time
+    zoned = pd.Series(pd.to_datetime(["2024-03-01 08:00:00+08:00"]))
+    inter = pd.DataFrame({"user_id": ["u"], "item_id": ["a"], "timestamp": zoned})
+    items = pd.DataFrame({"item_id": ["a"], "title": ["A"], "domain": ["video"]})
+    assert validate(Dataset(name="z", items=items, interactions=inter)).interactions["timestamp"].iloc[0] == 1709251200

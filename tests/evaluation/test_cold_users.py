@@ -3,13 +3,14 @@
 import numpy as np
 import pandas as pd
 
+from reclm_dagster.evaluation import cold_users
 from reclm_dagster.evaluation.cold_users import (
     ColdUserProtocol,
     cold_user_evaluation,
     cold_user_split,
     unrevealed_description_mask,
 )
-from reclm_dagster.models.hybrid import HybridConfig
+from reclm_dagster.models.hybrid import HybridConfig, UserText
 from reclm_dagster.training import DatasetTables
 
 
@@ -41,38 +42,103 @@ def test_words_about_unrevealed_pairs_are_hidden():
     assert unrevealed_description_mask(descriptions, cold, 1).tolist() == [True, False, True, True]
 
 
-def _tables(seed=0):
-    """Two tastes: even users like even items, odd users odd items; words say 'even'/'odd'."""
+GENRES = ("jazz", "metal", "folk", "techno")
+CONFIG = HybridConfig(ease_l2=10.0, weights={"cf": 1.0, "text": 1.0, "lexical": 0.5})
+
+
+def _tables(informative: bool = True, pair_words: bool = False, seed: int = 0) -> DatasetTables:
+    """Four genres of 15 items, popular to niche; each user plays 6 items of one genre.
+
+    Every user also says one genre name, not about any item: their own genre when
+    ``informative``, a random one otherwise. ``pair_words`` adds a description per
+    interaction whose only word names that (user, item) pair.
+    """
     rng = np.random.default_rng(seed)
-    n_items, rows, descs = 24, [], []
-    for u in range(60):
-        liked = [i for i in range(n_items) if i % 2 == u % 2]
-        for i in rng.choice(liked, 8, replace=False):
-            rows.append((f"u{u}", f"i{i}", 1.0))
-        descs.append((f"d{u}", f"u{u}", f"i{(u % 2) + 2 * rng.integers(0, 12)}", "tag", "even" if u % 2 == 0 else "odd"))
-    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "title": [f"t{i}" for i in range(n_items)], "domain": "video"})
-    vec = np.zeros((n_items, 4), np.float32)
-    vec[np.arange(n_items), np.arange(n_items) % 2] = 1
-    descriptions = pd.DataFrame(descs, columns=["description_id", "user_id", "item_id", "kind", "text"])
-    dvec = np.zeros((len(descs), 4), np.float32)
-    dvec[np.arange(len(descs)), [0 if t == "even" else 1 for t in descriptions["text"]]] = 1
+    per_genre = 15
+    n_items = per_genre * len(GENRES)
+    zipf = 1.0 / np.arange(1, per_genre + 1)
+    rows, descs = [], []
+    for u in range(80):
+        g = u % len(GENRES)
+        for j in rng.choice(per_genre, 6, replace=False, p=zipf / zipf.sum()):
+            rows.append((f"u{u}", f"i{g * per_genre + j}", 1.0))
+            if pair_words:
+                descs.append((f"p{u}-{g * per_genre + j}", f"u{u}", f"i{g * per_genre + j}", f"pair{u}x{g * per_genre + j}"))
+        said = g if informative else int(rng.integers(len(GENRES)))
+        descs.append((f"d{u}", f"u{u}", None, GENRES[said]))
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "title": [f"t{i}" for i in range(n_items)], "domain": "music"})
+    genre_of = np.arange(n_items) // per_genre
+    dim = len(GENRES) + 1  # the last axis: words that name no genre (the pair words)
+    vec = np.zeros((n_items, dim), np.float32)
+    vec[np.arange(n_items), genre_of] = 1
+    descriptions = pd.DataFrame(descs, columns=["description_id", "user_id", "item_id", "text"])
+    dvec = np.zeros((len(descs), dim), np.float32)
+    dvec[np.arange(len(descs)), [GENRES.index(t) if t in GENRES else dim - 1 for t in descriptions["text"]]] = 1
     return DatasetTables(
         items=items, interactions=pd.DataFrame(rows, columns=["user_id", "item_id", "weight"]),
-        descriptions=descriptions, item_vectors=vec,
-        item_tokens=[["even" if i % 2 == 0 else "odd"] for i in range(n_items)],
+        descriptions=descriptions, item_vectors=vec, item_tokens=[[GENRES[g]] for g in genre_of],
         description_vectors=dvec, description_tokens=[[t] for t in descriptions["text"]], encoder_version="test",
     )
 
 
-def test_evaluation_reports_each_revealed_n_for_hybrid_ease_and_pop():
-    tables = _tables()
-    protocol = ColdUserProtocol(user_fraction=0.2, seed=0)
-    result = cold_user_evaluation(tables, HybridConfig(ease_l2=10.0, weights={"cf": 1.0, "text": 0.5, "lexical": 0.5}), 10.0, protocol, ks=(5,))
+def _ndcg(result, k: int = 10) -> pd.Series:
     m = result.metrics
-    assert set(m["model"]) == {"hybrid", "ease", "pop"}
-    assert set(m["slice"]) == {"cold_users_0", "cold_users_1", "cold_users_3"}
-    ndcg = m[m["metric"] == "ndcg@5"].set_index(["model", "slice"])["value"]
-    # with nothing revealed EASE has nothing to go on, while the hybrid reads the user's own words
-    assert ndcg[("hybrid", "cold_users_0")] > ndcg[("ease", "cold_users_0")]
+    return m[m["metric"] == f"ndcg@{k}"].set_index(["model", "slice"])["value"]
+
+
+PROTOCOL = ColdUserProtocol(user_fraction=0.2, seed=0)
+
+
+def test_pop_at_every_n_and_ease_only_once_something_is_revealed():
+    result = cold_user_evaluation(_tables(), CONFIG, 10.0, PROTOCOL)
+    slices = result.metrics.groupby("model")["slice"].agg(set).to_dict()
+    assert slices == {"hybrid": {"cold_users_0", "cold_users_1", "cold_users_3"},
+                      "pop": {"cold_users_0", "cold_users_1", "cold_users_3"},
+                      "ease": {"cold_users_1", "cold_users_3"}}  # an empty history gives EASE no list
     assert result.short_history_popularity in set(result.tuning["short_history_popularity"])
     assert result.tuning.loc[result.tuning["ndcg@10"].idxmax(), "short_history_popularity"] == result.short_history_popularity
+
+
+def test_hybrid_beats_pop_at_n0_only_when_words_predict_items():
+    """Pop is the fair n = 0 comparator; the hybrid beats it by a margin only through informative words."""
+    ndcg = _ndcg(cold_user_evaluation(_tables(informative=True), CONFIG, 10.0, PROTOCOL))
+    assert ndcg[("hybrid", "cold_users_0")] > 1.5 * ndcg[("pop", "cold_users_0")] > 0
+    # the same users with words that say nothing about them: no margin left (the test can fail)
+    ndcg = _ndcg(cold_user_evaluation(_tables(informative=False), CONFIG, 10.0, PROTOCOL))
+    assert ndcg[("hybrid", "cold_users_0")] < 1.5 * ndcg[("pop", "cold_users_0")]
+
+
+def test_only_the_callers_rows_and_words_reach_the_cold_user_protocol(monkeypatch):
+    """Inside the offline evaluation: the main split's held-out pairs and their words stay out."""
+    tables = _tables(pair_words=True)
+    rng = np.random.default_rng(1)
+    inter = tables.interactions
+    held = rng.random(len(inter)) < 0.3  # the main split's valid + test rows
+    allowed_pairs = set(zip(inter["user_id"][~held], inter["item_id"][~held]))
+    held_pairs = set(zip(inter["user_id"][held], inter["item_id"][held]))
+    d = tables.descriptions
+    mask = ~np.array([(u, i) in held_pairs for u, i in zip(d["user_id"], d["item_id"])])
+    mask[d["description_id"].isin(["d0", "d1", "d2"]).to_numpy()] = False  # words the caller forbids for another reason
+    forbidden = set(d["description_id"][~mask])
+
+    fits, built = [], []
+    real_fit, real_build = cold_users.fit_hybrid, UserText.build.__func__
+
+    def fit_spy(tables_, train, description_mask=None, config=None):
+        fits.append((train, np.asarray(description_mask, bool)))
+        return real_fit(tables_, train, description_mask=description_mask, config=config)
+
+    def build_spy(cls, users, descriptions, *args, **kwargs):
+        built.append(set(descriptions["description_id"]))
+        return real_build(cls, users, descriptions, *args, **kwargs)
+
+    monkeypatch.setattr(cold_users, "fit_hybrid", fit_spy)
+    monkeypatch.setattr(UserText, "build", classmethod(build_spy))
+    result = cold_user_evaluation(tables, CONFIG, 10.0, PROTOCOL, interactions=inter[~held], description_mask=mask)
+
+    assert len(result.metrics) and len(fits) == 1
+    train, fit_mask = fits[0]
+    assert set(zip(train["user_id"], train["item_id"])) <= allowed_pairs
+    assert not (fit_mask & ~mask).any()  # the fit (item texts, side information, profiles) never sees a forbidden word
+    assert len(built) == 1 + len(PROTOCOL.reveal)  # the fit's profiles, then the cold users' at each n
+    assert all(ids and not ids & forbidden for ids in built)

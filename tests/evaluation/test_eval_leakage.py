@@ -69,3 +69,20 @@ def test_offline_evaluation_fits_without_held_out_descriptions(monkeypatch):
     assert side_words.isdisjoint(held_words)
     kept = tables.descriptions[fitted["mask"]]
     assert len(kept) == len(tables.descriptions) - len(held)
+
+
+def test_tables_stored_by_an_older_loader_are_refused(tmp_path):
+    """Raw tables from before users' tags stopped being stored as facts cannot be masked: no fit uses them."""
+    import duckdb
+    import pytest
+
+    from reclm_dagster import store
+    from reclm_dagster.datasets import INGEST_INFO_TABLE, LOADER_VERSION
+
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    store.replace_tables(con, "ds_old", {"items": pd.DataFrame({"item_id": ["a"], "title": ["A"]})})
+    with pytest.raises(RuntimeError, match="reclm run"):
+        DatasetTables.load(con, "ds_old")
+    store.replace_tables(con, "ds_old", {INGEST_INFO_TABLE: pd.DataFrame({"loader_version": [LOADER_VERSION - 1]})})
+    with pytest.raises(RuntimeError, match="older reclm"):
+        DatasetTables.load(con, "ds_old")

@@ -1,7 +1,9 @@
-"""Validation-time choices: ties go to the long tail; per-user NDCG agrees with the protocol."""
+"""Validation-time choices: ties go to the long tail; per-user NDCG agrees with the protocol;
+the re-ranker is judged on users it never saw, and only too little data may skip it."""
 
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
 
 from reclm_dagster.evaluation.protocol import evaluate
@@ -24,3 +26,121 @@ def test_per_user_ndcg_averages_to_the_protocols_ndcg():
     res = evaluate(lambda r: S[r], X_train, X_test, X_train, ks=(10,))
     assert len(values) == res["n_users"]
     assert np.isclose(values.mean(), res["ndcg@10"])
+
+
+class FakeHybrid:
+    """The slice of HybridRecommender that ``attach_reranker`` uses, over fixed per-user signals."""
+
+    def __init__(self, signals: dict[str, np.ndarray]):
+        self.signals, self.reranker_ = signals, None
+
+    def score_signals(self, users, X):
+        return {k: v[users] for k, v in self.signals.items()}
+
+    @staticmethod
+    def history_length(users, X):
+        return np.diff(sp.csr_matrix(X)[users].indptr)
+
+    def fuse(self, signals, lengths=None):
+        return signals["cf"].copy()  # the misleading signal: only the ranker can learn 'text'
+
+    def user_said(self, users):
+        return np.zeros(len(users), bool)
+
+    def scorer(self, name, X):
+        def score(rows):
+            signals = self.score_signals(rows, X)
+            fused = self.fuse(signals)
+            if self.reranker_ is None:
+                return fused
+            return self.reranker_.rerank(signals, fused, sp.csr_matrix(X)[rows], self.user_said(rows))
+        return score
+
+
+def _validation_task(n_users=300, n_items=60, seed=0):
+    """(model, X_train, X_valid, popularity): validation items are the 'text' top 3; every 10th user has none."""
+    rng = np.random.default_rng(seed)
+    text = rng.normal(size=(n_users, n_items)).astype(np.float32)
+    cf = rng.normal(size=(n_users, n_items)).astype(np.float32)
+    order = np.argsort(-text, axis=1)
+    valid = np.zeros((n_users, n_items), np.float32)
+    np.put_along_axis(valid, order[:, :3], 1.0, axis=1)
+    valid[::10] = 0
+    train = np.zeros((n_users, n_items), np.float32)
+    np.put_along_axis(train, order[:, -2:], 1.0, axis=1)
+    popularity = np.full(n_items, 10)
+    return FakeHybrid({"cf": cf, "text": text}), sp.csr_matrix(train), sp.csr_matrix(valid), popularity
+
+
+def test_reranker_decision_users_neither_trained_nor_early_stopped_the_ranker(monkeypatch):
+    from reclm_dagster.evaluation import tuning
+    from reclm_dagster.models.reranker import LearnedReranker
+
+    seen: dict[str, np.ndarray] = {}
+    real_signals, real_fit, real_ndcg = tuning.validation_signals, LearnedReranker.fit, tuning.per_user_ndcg
+
+    def spy_signals(*args, **kwargs):
+        seen["users"], signals = real_signals(*args, **kwargs)
+        return seen["users"], signals
+
+    def spy_fit(self, *args, **kwargs):
+        holdout = np.asarray(kwargs["holdout"] if "holdout" in kwargs else args[5], bool)
+        train = kwargs.get("train")
+        seen["early_stop"] = seen["users"][holdout]
+        seen["train"] = seen["users"][~holdout if train is None else np.asarray(train, bool)]
+        return real_fit(self, *args, **kwargs)
+
+    def spy_ndcg(score_fn, X_target, exclude, users, *args, **kwargs):
+        seen.setdefault("decide", users)
+        return real_ndcg(score_fn, X_target, exclude, users, *args, **kwargs)
+
+    monkeypatch.setattr(tuning, "validation_signals", spy_signals)
+    monkeypatch.setattr(LearnedReranker, "fit", spy_fit)
+    monkeypatch.setattr(tuning, "per_user_ndcg", spy_ndcg)
+    model, X_train, X_valid, popularity = _validation_task()
+    report = tuning.attach_reranker(model, X_train, X_valid, popularity, seed=3)
+
+    train, early, decide = (set(seen[k].tolist()) for k in ("train", "early_stop", "decide"))
+    assert train and early and decide
+    assert not early & decide and not train & decide and not train & early
+    assert train | early | decide == set(seen["users"].tolist())  # every validation user has one role
+    assert (report["train_users"], report["early_stop_users"], report["decide_users"]) == (len(train), len(early), len(decide))
+    assert report["decide_paired_z"] >= tuning.RERANKER_MIN_Z and model.reranker_ is not None  # 'text' wins clearly
+    # seeded: the same seed gives the same roles
+    first = {k: seen.pop(k) for k in ("train", "early_stop", "decide")}
+    tuning.attach_reranker(FakeHybrid(model.signals), X_train, X_valid, popularity, seed=3)
+    for k, users in first.items():
+        np.testing.assert_array_equal(np.sort(seen[k]), np.sort(users))
+
+
+def test_an_unexpected_reranker_error_propagates(monkeypatch):
+    from reclm_dagster.evaluation import tuning
+    from reclm_dagster.models.reranker import LearnedReranker
+
+    class Broken:
+        def fit(self, *args, **kwargs):
+            raise ValueError("lightgbm broke")  # a ValueError, yet not 'too little data'
+
+    monkeypatch.setattr(LearnedReranker, "_ranker", lambda self, n_jobs: Broken())
+    model, X_train, X_valid, popularity = _validation_task(n_users=100)
+    with pytest.raises(ValueError, match="lightgbm broke"):
+        tuning.attach_reranker(model, X_train, X_valid, popularity)
+
+
+def test_too_little_reranker_data_is_reported_not_silent():
+    from reclm_dagster.evaluation.tuning import attach_reranker
+
+    # Validation items that no candidate set reaches: the worst-scored of 150 items, top 100 taken.
+    n_users, n_items = 60, 150
+    rng = np.random.default_rng(0)
+    cf = rng.normal(size=(n_users, n_items)).astype(np.float32)
+    valid = np.zeros((n_users, n_items), np.float32)
+    valid[np.arange(n_users), np.argmin(cf, axis=1)] = 1.0
+    model = FakeHybrid({"cf": cf})
+    X_train = sp.csr_matrix((n_users, n_items), dtype=np.float32)
+    report = attach_reranker(model, X_train, sp.csr_matrix(valid), np.full(n_items, 10))
+    assert "candidate hit" in report["skipped"] and model.reranker_ is None
+    assert report["train_users"] + report["early_stop_users"] + report["decide_users"] == n_users
+
+    few = attach_reranker(model, X_train, sp.csr_matrix(valid[:5]), np.full(n_items, 10))
+    assert few == {"skipped": "only 5 validation users (< 20)"}

@@ -219,7 +219,7 @@ def test_real_datasets_have_the_promised_relations(shared_data_dir):
     for name, relations in expected.items():
         ds = load_dataset(name, shared_data_dir)
         kg = build_knowledge_graph(ds.items, ds.facts, ds.user_links,
-                                   co_consumption_triples(ds.interactions, min_common=1))
+                                   co_consumption_triples(ds.interactions, min_common=1), descriptions=ds.descriptions)
         rel = kg.relations()
         assert relations <= set(rel["relation"]), name
         t = kg.triples

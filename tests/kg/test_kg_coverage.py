@@ -117,7 +117,7 @@ def _coverage(ds, n_users=None):
         ds.interactions = ds.interactions[ds.interactions["user_id"].astype(str).isin(keep)]
         ds.descriptions = ds.descriptions[ds.descriptions["user_id"].astype(str).isin(keep)]
     kg = build_knowledge_graph(ds.items, ds.facts, ds.user_links,
-                               co_consumption_triples(ds.interactions, min_common=1, top_k=10))
+                               co_consumption_triples(ds.interactions, min_common=1, top_k=10), descriptions=ds.descriptions)
     mentions = link_descriptions(ds.descriptions, EntityLinker(kg.entities))
     recs = explain_many(_stored_lists(ds, kg), ds.interactions, kg, mentions=mentions)
     return explanation_coverage(recs, kg, 10, ds.interactions, mentions)

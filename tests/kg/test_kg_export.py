@@ -79,3 +79,96 @@ def test_missing_graph_is_a_one_line_error(stored_graph):
 
     with pytest.raises(ReclmError, match="reclm run --dataset nope"):
         _run(["kg", "export", "--dataset", "nope"])
+
+
+# ---------------------------------------------------------------- exports never overwrite or delete what is not theirs
+
+def _export(fmt, out, *extra):
+    return _run(["kg", "export", "--dataset", "tiny", "--format", fmt, "--output", str(out), *extra])
+
+
+def _staging_left(folder):
+    return [p.name for p in folder.iterdir() if p.name.startswith((".reclm-kg-", ".kg-"))]
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_csv_export_never_deletes_a_users_folder(stored_graph, tmp_path, force):
+    from reclm_dagster.serving import ReclmError
+
+    mine = tmp_path / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "precious.txt").write_text("keep me")
+    (mine / "sub" / "more.txt").write_text("me too")
+    with pytest.raises(ReclmError, match="already exists.*not a reclm export"):
+        _export("csv", mine, *force)
+    assert (mine / "precious.txt").read_text() == "keep me" and (mine / "sub" / "more.txt").is_file()
+    assert sorted(p.name for p in mine.iterdir()) == ["precious.txt", "sub"]
+    assert not _staging_left(tmp_path)
+
+
+def test_output_dot_leaves_the_working_directory_alone(stored_graph, tmp_path, monkeypatch):
+    from reclm_dagster.serving import ReclmError
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("x")
+    monkeypatch.chdir(work)
+    for fmt in ("csv", "graphml"):
+        with pytest.raises(ReclmError, match="already exists"):
+            _export(fmt, ".", "--force")
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
+
+
+def test_force_replaces_only_an_earlier_csv_export(stored_graph, tmp_path):
+    from reclm_dagster.serving import ReclmError
+
+    out = tmp_path / "kg"
+    assert _export("csv", out) == 0
+    assert (out / ".reclm-export").is_file() and (out / "triples.csv").is_file()
+    with pytest.raises(ReclmError, match="pass --force"):
+        _export("csv", out)
+    (out / "triples.csv").write_text("stale")
+    assert _export("csv", out, "--force") == 0
+    assert len(pd.read_csv(out / "triples.csv")) == len(stored_graph.triples)
+    (out / "my-analysis.ipynb").write_text("{}")  # the user's file in the export folder: not replaced
+    with pytest.raises(ReclmError, match="did not write.*my-analysis.ipynb"):
+        _export("csv", out, "--force")
+    assert (out / "my-analysis.ipynb").is_file()
+    assert not _staging_left(tmp_path)
+
+
+def test_force_replaces_only_an_earlier_graphml_export(stored_graph, tmp_path):
+    from reclm_dagster.serving import ReclmError
+
+    theirs = tmp_path / "theirs.graphml"
+    theirs.write_text("<?xml version='1.0'?>\n<graphml><graph/></graphml>\n")
+    with pytest.raises(ReclmError, match="not a GraphML file written by reclm"):
+        _export("graphml", theirs, "--force")
+    assert theirs.read_text().startswith("<?xml version='1.0'?>\n<graphml>")
+    ours = tmp_path / "ours.graphml"
+    assert _export("graphml", ours) == 0
+    with pytest.raises(ReclmError, match="pass --force"):
+        _export("graphml", ours)
+    assert _export("graphml", ours, "--force") == 0
+    link = tmp_path / "link.graphml"
+    link.symlink_to(ours)
+    with pytest.raises(ReclmError, match="symbolic link"):
+        _export("graphml", link, "--force")
+    assert not _staging_left(tmp_path)
+
+
+def test_default_location_is_replaced_by_a_new_export(stored_graph):
+    for _ in range(2):  # RECLM_HOME/exports is reclm's own: a re-export needs no --force
+        assert _run(["kg", "export", "--dataset", "tiny", "--format", "csv"]) == 0
+
+
+def test_unwritable_output_is_one_line_exit_2(stored_graph, tmp_path, capsys):
+    from reclm_dagster.cli import main
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for fmt in ("csv", "graphml"):
+        assert main(["kg", "export", "--dataset", "tiny", "--format", fmt, "--output", str(a_file / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "cannot write the export" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert a_file.read_text() == "x"

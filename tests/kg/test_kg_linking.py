@@ -180,7 +180,7 @@ def test_lastfm_slice_speed_and_share(shared_data_dir):
     from reclm_dagster.datasets import load_dataset
 
     ds = load_dataset("hetrec2011-lastfm-2k", shared_data_dir)
-    kg = build_knowledge_graph(ds.items, ds.facts)
+    kg = build_knowledge_graph(ds.items, ds.facts, descriptions=ds.descriptions)
     start = time.perf_counter()
     linker = EntityLinker(kg.entities)
     out = link_descriptions(ds.descriptions, linker)

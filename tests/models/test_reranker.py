@@ -1,9 +1,12 @@
-"""The learned re-ranker: candidates, features, what it learns, and its stored form."""
+"""The learned re-ranker: candidates, features, what it learns, its stored form, and who it sees."""
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
-from reclm_dagster.models.reranker import CandidateFeatures, LearnedReranker, RerankerConfig
+from reclm_dagster.models.reranker import (
+    CandidateFeatures, LearnedReranker, NotEnoughRerankerData, RerankerConfig, split_validation_users,
+)
 
 
 def test_candidates_exclude_history_and_include_cold_items_by_text():
@@ -59,3 +62,29 @@ def test_items_outside_the_candidates_stay_below_in_fused_order():
     rest = np.setdiff1d(np.arange(30), cand)
     assert scores[0, cand].min() > scores[0, rest].max()
     np.testing.assert_array_equal(scores[0, rest], fused[0, rest])
+
+
+def test_validation_user_roles_are_seeded_disjoint_and_cover_everyone():
+    roles = split_validation_users(2000, RerankerConfig(seed=7))
+    masks = np.stack([roles.train, roles.early_stop, roles.decide])
+    assert (masks.sum(axis=0) == 1).all()  # each user has exactly one role
+    again = split_validation_users(2000, RerankerConfig(seed=7))
+    np.testing.assert_array_equal(masks, np.stack([again.train, again.early_stop, again.decide]))
+    assert not np.array_equal(roles.decide, split_validation_users(2000, RerankerConfig(seed=8)).decide)
+    sizes = roles.sizes()
+    assert sum(sizes.values()) == 2000 and 300 < sizes["decide_users"] < 500 and 300 < sizes["early_stop_users"] < 500
+
+
+def test_fit_ignores_users_outside_train_and_early_stop_and_rejects_overlap():
+    rng = np.random.default_rng(2)
+    signals, fused, labels = _synthetic(rng, n_users=90, n_items=20)
+    history = sp.csr_matrix(fused.shape, dtype=np.float32)
+    cfg = RerankerConfig(n_candidates=20, n_cold_candidates=0, n_estimators=5, min_child_samples=5)
+    train, holdout = np.arange(90) < 40, (np.arange(90) >= 40) & (np.arange(90) < 60)  # users 60.. are neither
+    args = (signals, fused, history, labels, np.zeros(90, bool))
+    ranker = LearnedReranker(cfg).fit(*args, holdout=holdout, train=train, item_popularity=np.full(20, 10), n_jobs=1)
+    assert ranker.n_training_rows_ == 40 * 20  # only the train users' candidates
+    with pytest.raises(ValueError, match="disjoint"):
+        LearnedReranker(cfg).fit(*args, holdout=holdout, train=holdout | train, item_popularity=np.full(20, 10))
+    with pytest.raises(NotEnoughRerankerData):
+        LearnedReranker(cfg).fit(*args, holdout=np.zeros(90, bool), train=train, item_popularity=np.full(20, 10))
