@@ -63,6 +63,26 @@ def triples_valid(con: duckdb.DuckDBPyConnection, schema: str) -> tuple[bool, di
     return dangling == 0, {"dangling_triples": int(dangling)}
 
 
+def mentions_valid(con: duckdb.DuckDBPyConnection, schema: str) -> tuple[bool, dict]:
+    """Every mention names a stored entity and its span holds the surface text.
+
+    The casts matter: a dataset without descriptions stores an empty ``kg_mentions`` whose
+    columns are all VARCHAR (an empty pandas frame has no dtypes), and ``"start" + 1`` on a
+    VARCHAR is a BinderException, not "no mentions, nothing wrong".
+    """
+    unknown, bad_span = _one(
+        con,
+        f'''SELECT count(*) FILTER (WHERE e.entity_id IS NULL),
+                   count(*) FILTER (WHERE substring(d.text, CAST(m."start" AS BIGINT) + 1,
+                                                    CAST(m."end" AS BIGINT) - CAST(m."start" AS BIGINT))
+                                          <> m.surface)
+            FROM "{schema}".kg_mentions m
+            LEFT JOIN "{schema}".kg_entities e USING (entity_id)
+            LEFT JOIN "{schema}".descriptions d USING (description_id)''',
+    )
+    return unknown == 0 and bad_span == 0, {"unknown_entities": int(unknown), "bad_spans": int(bad_span)}
+
+
 def recommendations_valid(con: duckdb.DuckDBPyConnection, schema: str) -> tuple[bool, dict]:
     """No duplicate (user, item), no item the user already consumed, every explanation path in the graph."""
     from reclm_dagster.kg import verify_path

@@ -23,6 +23,12 @@ from reclm_dagster.text.documents import text_corpus
 from reclm_dagster.text.normalize import segment
 
 
+def _encode_unique(texts: pd.Series, encoder) -> np.ndarray:
+    """Vectors of ``texts`` (one row each), every distinct text encoded once."""
+    unique = pd.unique(texts)
+    return np.asarray(encoder.encode(list(unique)), np.float32)[pd.Index(unique).get_indexer(texts)]
+
+
 def stored_loader_version(con: duckdb.DuckDBPyConnection, schema: str) -> int | None:
     """The ``LOADER_VERSION`` that stored the raw tables of ``schema`` (None: older than versioning)."""
     if not store.table_exists(con, schema, INGEST_INFO_TABLE):
@@ -75,16 +81,25 @@ class DatasetTables:
             encoder_version=version or "",
         )
 
+    def with_encoder(self, encoder) -> "DatasetTables":
+        """The same tables with every text re-encoded by ``encoder`` (tokens unchanged)."""
+        corpus = text_corpus(self.items, self.facts, self.descriptions)
+        vectors = _encode_unique(corpus["text"], encoder)
+        is_item = (corpus["source"] == "item").to_numpy()
+        item_pos = pd.Index(corpus["id"][is_item]).get_indexer(self.items["item_id"].astype(str))
+        return replace(self, item_vectors=vectors[np.flatnonzero(is_item)[item_pos]],
+                       description_vectors=vectors[np.flatnonzero(~is_item)].reshape(int((~is_item).sum()), vectors.shape[1]),
+                       encoder_version=encoder.version)
+
     @classmethod
     def from_dataset(cls, dataset, encoder) -> "DatasetTables":
         """The same tables from a loaded ``Dataset`` in memory (no DuckDB): the text assets'
         documents, segmented and encoded by ``encoder`` (anything with ``encode`` and ``version``)."""
         corpus = text_corpus(dataset.items, dataset.facts, dataset.descriptions)
+        vectors = _encode_unique(corpus["text"], encoder)
         unique = pd.unique(corpus["text"])
-        at = pd.Index(unique).get_indexer(corpus["text"])
-        vectors = np.asarray(encoder.encode(list(unique)), np.float32)[at]
         words = [segment(t) for t in unique]
-        tokens = [list(words[i]) for i in at]
+        tokens = [list(words[i]) for i in pd.Index(unique).get_indexer(corpus["text"])]
         is_item = (corpus["source"] == "item").to_numpy()
         item_pos = pd.Index(corpus["id"][is_item]).get_indexer(dataset.items["item_id"].astype(str))
         items_idx, desc_idx = np.flatnonzero(is_item)[item_pos], np.flatnonzero(~is_item)
@@ -126,7 +141,26 @@ def fit_hybrid(
     side, side_names = item_feature_matrix(items, tables.facts, descriptions, description_tokens, weighting=config.side_weighting)
     model = HybridRecommender(config).fit(matrix.X, item_vectors, item_tokens, user_text, side=side, side_names=side_names)
     model.side_feature_names_ = side_names  # kept for inspection (and the leakage tests)
+    model.description_mask_ = mask  # what the fit was allowed to read (with_text_from reads the same)
     return model, matrix
+
+
+def with_text_from(model: HybridRecommender, tables: DatasetTables, users: np.ndarray, items: np.ndarray) -> HybridRecommender:
+    """A copy of a fitted hybrid whose ``text`` signal reads ``tables``' vectors (another encoder).
+
+    CF, BM25 and the KG signal are shared, not refitted: none of them depends on the encoder.
+    The copy reads exactly the descriptions the original fit was allowed to.
+    """
+    import copy
+
+    idx = np.flatnonzero(model.description_mask_)
+    clone = copy.copy(model)
+    clone.item_vectors_, _ = item_text_index(tables, items, model.config, idx)
+    built = UserText.build(users, tables.descriptions.iloc[idx], tables.description_vectors[idx],
+                           [tables.description_tokens[i] for i in idx], model.config.negative_weight)
+    clone.user_text_ = replace(model.user_text_, vectors=built.vectors)
+    clone.reranker_ = None
+    return clone
 
 
 def item_text_index(tables: DatasetTables, items: np.ndarray, config: HybridConfig, keep: np.ndarray | None = None):

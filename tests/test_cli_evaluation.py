@@ -44,13 +44,19 @@ def test_eval_table_and_compare(home, capsys):
     assert main(["eval", "--dataset", "demo", "--queries"]) == 0
     table = capsys.readouterr().out
     assert "NDCG@10" in table and "hybrid" in table and "ease" in table
-    assert "hybrid / ease NDCG@10:" in table
+    assert "NDCG@10 hybrid/ease:" in table
+    # the language model's own contribution: the hybrid against itself without the transformer
+    assert "hybrid/hybrid@lexical:" in table and "hybrid/hybrid-notext:" in table
     # the cold-user protocol and the free-text request comparison are printed too
     assert "cold users (" in table and "n=0 NDCG@10" in table and "hybrid/ease" in table
     assert "free-text requests:" in table and "bm25" in table and "encoder" in table
     assert main(["compare", "--dataset", "demo", "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)
-    assert {r["model"] for r in runs} >= {"hybrid"} | BASELINES
+    assert {r["model"] for r in runs} >= {"hybrid", "hybrid@lexical", "hybrid-notext"} | BASELINES
+    # each ablation is its own MLflow run, tagged with the encoder it ran with
+    versions = {r["model"]: r["encoder_version"] for r in runs}
+    assert versions["hybrid@lexical"].startswith("reclm/hashed-bag-of-words@")
+    assert versions["hybrid-notext"] == versions["hybrid"] != versions["hybrid@lexical"]
     ndcg = [r["ndcg_at_10"] for r in runs]
     assert ndcg == sorted(ndcg, reverse=True)  # best first
 

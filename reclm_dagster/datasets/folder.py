@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .readers import find_table, numeric_extras, read_table
+from .readers import find_table, numeric_extras, read_table, table_paths
 from .schema import COLUMNS, Dataset, DatasetError, validate
 
 KINDS = ("items", "interactions", "descriptions", "facts", "user_links")
@@ -21,7 +21,9 @@ REQUIRED_TABLES = ("items", "interactions")
 
 
 def detect(folder: Path) -> bool:
-    return all(find_table(folder, k) is not None for k in REQUIRED_TABLES)
+    # table_paths, not find_table: an ambiguous folder is still this layout (load() then says
+    # which files clash) and must not break listing the other datasets.
+    return all(table_paths(folder, k) for k in REQUIRED_TABLES)
 
 
 def read_frames(folder: Path, kinds=KINDS) -> tuple[dict[str, pd.DataFrame | None], pd.DataFrame]:

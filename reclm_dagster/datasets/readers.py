@@ -6,6 +6,7 @@ quarantine record can be looked up by hand.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from pathlib import Path
@@ -13,27 +14,55 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .schema import DatasetError
+
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
+NUL_REASON = "NUL byte in field (file corruption: the row is not loaded rather than loaded with an altered value)"
+# Signatures of files that are no text table, so that a zip saved as .csv is named as one
+# instead of being parsed into binary garbage.
+_MAGIC = {
+    b"PK\x03\x04": "a zip archive (or .xlsx)", b"\x1f\x8b": "a gzip file", b"BZh": "a bzip2 file",
+    b"\xfd7zXZ\x00": "an xz file", b"7z\xbc\xaf": "a 7z archive", b"PAR1": "a Parquet file",
+    b"SQLite format 3\x00": "an SQLite database", b"%PDF": "a PDF", b"\x89PNG": "a PNG image",
+    b"\xff\xfe": "UTF-16 text", b"\xfe\xff": "UTF-16 text",
+}
+_CONTROL = bytes(b for b in range(32) if b not in b"\t\n\r\f")
+
+
+def _latin1_bytes(err: UnicodeError) -> tuple[str, int]:
+    assert isinstance(err, UnicodeDecodeError)
+    return err.object[err.start:err.end].decode("latin-1"), err.end
+
+
+codecs.register_error("reclm-latin1", _latin1_bytes)
 
 
 def decode(data: bytes) -> str:
-    """UTF-8 (a BOM is dropped); lines that are not valid UTF-8 are read as Latin-1.
+    """UTF-8 (a BOM is dropped); only the bytes that are not valid UTF-8 are read as Latin-1.
 
     Latin-1 maps every byte, so the fallback never fails; several public datasets
-    (HetRec tags, ml-100k, ml-1m) ship Latin-1 files next to UTF-8 ones, and
-    HetRec MovieLens' tags.dat mixes both line by line, hence the per-line fallback.
+    (HetRec tags, ml-100k, ml-1m) ship Latin-1 files next to UTF-8 ones, and HetRec
+    MovieLens' tags.dat mixes both line by line. The fallback is per invalid byte, not
+    per line: one stray byte must not turn the valid "Café 日本" beside it into mojibake.
     """
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        pass
-    lines = []
-    for raw in data.split(b"\n"):
-        try:
-            lines.append(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            lines.append(raw.decode("latin-1"))
-    return "\n".join(lines).removeprefix("\ufeff")
+        return data.decode("utf-8", errors="reclm-latin1").removeprefix("\ufeff")
+
+
+def read_text(path: Path) -> str:
+    """A text file decoded as above; DatasetError (one line, the file's name) when it is binary."""
+    data = Path(path).read_bytes()
+    head = data[:8192]
+    what = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+    # A few NULs are corrupt rows (quarantined one by one); this many control bytes is no text.
+    n_control = sum(head.count(b) for b in _CONTROL)
+    if what is None and n_control >= 16 and n_control > len(head) // 20:
+        what = "binary data"
+    if what is not None:
+        raise DatasetError(f"{Path(path).name}: not a text table, the file is {what}; save it as a UTF-8 CSV")
+    return decode(data)
 
 
 def first_line(path: Path) -> str:
@@ -59,10 +88,11 @@ def read_delimited(path: Path, sep: str = ",", quoting: int = csv.QUOTE_MINIMAL,
     (ml-100k's u.data, u.item): the first record is then line 1.
     """
     path = Path(path)
-    text = decode(path.read_bytes())
+    text = read_text(path)
     if names is not None:  # a synthetic header keeps one code path; lines shift back by one below
         text = sep.join(names) + "\n" + text
-    fast = _read_fast(text, sep, quoting)
+    # pandas' C parser cuts a field at a NUL byte ('u00\\0x' -> 'u00'), so NULs take the exact path
+    fast = _read_fast(text, sep, quoting) if "\0" not in text else None
     if fast is not None:
         df, lines = fast
         df, bad = with_provenance(df, path.name, lines), _bad_rows([])
@@ -97,9 +127,12 @@ def read_dat(path: Path, names: list[str], free: int | None = None) -> tuple[pd.
     """A headerless '::'-separated file line by line (movies.dat, tags.dat, users.dat); bad lines quarantined."""
     path = Path(path)
     rows, lines, bad = [], [], []
-    for n, line in enumerate(decode(path.read_bytes()).split("\n"), start=1):
+    for n, line in enumerate(read_text(path).split("\n"), start=1):
         line = line.rstrip("\r")
         if not line.strip():
+            continue
+        if "\0" in line:
+            bad.append((path.name, n, "*", _shown(line), NUL_REASON))
             continue
         rec = split_dat_line(line, len(names), free)
         if rec is None:
@@ -145,25 +178,42 @@ def _has_blank_line(body: str) -> bool:
 
 
 def _read_exact(text: str, source: str, sep: str, quoting: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The csv module, record by record: slower, but knows each record's first line."""
+    """The csv module, record by record: slower, but knows each record's first line.
+
+    A row with a NUL byte in any field is quarantined: ids with control characters are
+    almost always corruption, and keeping them would still let 'u00\\0' and 'u00' look
+    alike wherever a C string ends at the NUL (DuckDB, the CLI, a terminal).
+    """
+    # No field can be longer than the file: a 1 MB review is text, not the csv module's
+    # default 131,072-character limit.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
     try:
         header = [h.strip() for h in next(reader)]
+        rows, lines, bad = [], [], []
+        last = reader.line_num
+        for rec in reader:
+            start, last = last + 1, reader.line_num
+            if not rec or (len(rec) == 1 and not rec[0].strip()):
+                continue  # blank line
+            if len(rec) != len(header):
+                bad.append((source, start, "*", sep.join(rec)[:200], f"expected {len(header)} fields, found {len(rec)}"))
+            elif (nul := next((i for i, v in enumerate(rec) if "\0" in v), None)) is not None:
+                bad.append((source, start, header[nul], _shown(rec[nul]), NUL_REASON))
+            else:
+                rows.append(rec)
+                lines.append(start)
     except StopIteration:
         return pd.DataFrame(), _bad_rows([])
-    rows, lines, bad = [], [], []
-    last = reader.line_num
-    for rec in reader:
-        start, last = last + 1, reader.line_num
-        if not rec or (len(rec) == 1 and not rec[0].strip()):
-            continue  # blank line
-        if len(rec) != len(header):
-            bad.append((source, start, "*", sep.join(rec)[:200], f"expected {len(header)} fields, found {len(rec)}"))
-            continue
-        rows.append(rec)
-        lines.append(start)
+    except csv.Error as exc:
+        raise DatasetError(f"{source} line {reader.line_num}: cannot be read as {sep!r}-separated text ({exc})") from None
     df = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header, dtype=object)
     return with_provenance(df, source, lines), _bad_rows(bad)
+
+
+def _shown(value: str) -> str:
+    """A value as a quarantine row shows it: NULs visible, at most 200 characters."""
+    return value.replace("\0", "\\0")[:200]
 
 
 def _bad_rows(bad: list[tuple]) -> pd.DataFrame:
@@ -174,18 +224,39 @@ def read_table(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A .csv/.tsv (strings) or .parquet file with provenance. Parquet 'lines' are 1-based row numbers."""
     path = Path(path)
     if path.suffix == ".parquet":
-        df = pd.read_parquet(path)
-        return with_provenance(df, path.name, np.arange(1, len(df) + 1)), _bad_rows([])
+        return _read_parquet(path)
     return read_delimited(path, sep="\t" if path.suffix == ".tsv" else ",")
 
 
+def _read_parquet(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows 1..n; rows with a NUL in a string column are quarantined, as in text files."""
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is no Parquet
+        raise DatasetError(f"{path.name}: not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]})") from None
+    df = with_provenance(df, path.name, np.arange(1, len(df) + 1))
+    bad = []
+    keep = pd.Series(True, index=df.index)
+    for col in df.columns.drop(["_source", "_line"]):
+        if pd.api.types.is_object_dtype(df[col]) or pd.api.types.is_string_dtype(df[col]):
+            hit = df[col].astype(object).map(lambda v: isinstance(v, str) and "\0" in v).astype(bool) & keep
+            bad += [(path.name, int(n), str(col), _shown(v), NUL_REASON) for n, v in zip(df.loc[hit, "_line"], df.loc[hit, col])]
+            keep &= ~hit
+    return (df if keep.all() else df[keep]), _bad_rows(bad)
+
+
+def table_paths(folder: Path, stem: str) -> list[Path]:
+    """Every folder/stem.csv, .tsv and .parquet that exists."""
+    return [p for p in (Path(folder) / f"{stem}{suffix}" for suffix in TABLE_SUFFIXES) if p.is_file()]
+
+
 def find_table(folder: Path, stem: str) -> Path | None:
-    """folder/stem.csv, .tsv or .parquet, whichever exists first."""
-    for suffix in TABLE_SUFFIXES:
-        p = Path(folder) / f"{stem}{suffix}"
-        if p.is_file():
-            return p
-    return None
+    """folder/stem.csv, .tsv or .parquet; DatasetError when several exist (which one is meant?)."""
+    found = table_paths(folder, stem)
+    if len(found) > 1:
+        names = " and ".join(p.name for p in found)
+        raise DatasetError(f"{folder}: {names} are both present, so the {stem} table is ambiguous; keep one and remove or rename the other")
+    return found[0] if found else None
 
 
 def numeric_extras(df: pd.DataFrame, schema_cols) -> pd.DataFrame:

@@ -141,9 +141,11 @@ def log_to_mlflow(mlflow: MLflowResource, dataset, result, protocol, model_param
         plot_path = plot_metrics_at_k(result.metrics, Path(tmp) / "metrics_at_k.png", f"{dataset}: {protocol.name()}")
         bias_path = plot_popularity_bias(result.metrics, Path(tmp) / "popularity_bias.png", f"{dataset}: popularity bias and coverage at 10")
         for model, group in result.metrics.groupby("model", sort=False):
-            tags = {"dagster_run_id": dagster_run_id, "dataset": dataset, "model": model}
-            with mlflow.start_run(dataset, run_name=f"{model} · {encoder_version}", tags=tags) as run:
-                params = {**protocol.as_params(), "model": model, "encoder_name": encoder_name, "encoder_version": encoder_version}
+            version = result.model_encoders.get(model, encoder_version)  # an ablation may run another encoder
+            name = encoder_name if version == encoder_version else version.split("@")[0]
+            tags = {"dagster_run_id": dagster_run_id, "dataset": dataset, "model": model, "encoder_version": version}
+            with mlflow.start_run(dataset, run_name=f"{model} · {version}", tags=tags) as run:
+                params = {**protocol.as_params(), "model": model, "encoder_name": name, "encoder_version": version}
                 if model in ("hybrid", "cf"):
                     params.update(model_params)
                 params.update({f"param_{k}": v for k, v in result.params.get(model, {}).items()})

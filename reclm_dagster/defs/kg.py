@@ -103,14 +103,6 @@ def triples_reference_entities(context: dg.AssetCheckExecutionContext, duckdb: D
 @dg.asset_check(asset=kg_mentions, partitions_def=dataset_partitions, blocking=True,
                 description="Every mention names a stored entity and its span holds the surface text.")
 def mentions_are_valid(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    schema = schema_of(context)
     with duckdb.get_connection() as con:
-        unknown, bad_span = con.execute(
-            f'''SELECT count(*) FILTER (WHERE e.entity_id IS NULL),
-                       count(*) FILTER (WHERE substring(d.text, m."start" + 1, m."end" - m."start") <> m.surface)
-                FROM "{schema}".kg_mentions m
-                LEFT JOIN "{schema}".kg_entities e USING (entity_id)
-                LEFT JOIN "{schema}".descriptions d USING (description_id)'''
-        ).fetchall()[0]
-    return dg.AssetCheckResult(passed=unknown == 0 and bad_span == 0,
-                               metadata={"unknown_entities": int(unknown), "bad_spans": int(bad_span)})
+        passed, meta = checks.mentions_valid(con, schema_of(context))
+    return dg.AssetCheckResult(passed=passed, metadata=meta)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from reclm_dagster.evaluation.ablation import AblationResult, run_ablations
 from reclm_dagster.evaluation.baselines import BASELINES, EASE_MAX_ITEMS, run_baseline
 from reclm_dagster.evaluation.cold_users import ColdUserProtocol, cold_user_evaluation
 from reclm_dagster.evaluation.diversity import list_diversity, mmr_scorer
@@ -47,6 +48,7 @@ class EvaluationProtocol:
     cold_user_fraction: float = 0.1
     rerank: bool = True  # train the learned re-ranker on validation (kept only if it wins there)
     mmr_lambda: float | None = 0.7  # also report KG-aware MMR diversity re-ranking (None: skip)
+    ablations: bool = True  # also report hybrid@lexical and hybrid-notext (evaluation/ablation.py)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -67,6 +69,7 @@ class EvaluationProtocol:
             cold_user_fraction=float(e.get("cold_user_fraction", 0.1)),
             rerank=bool(e.get("rerank", True)),
             mmr_lambda=None if e.get("mmr_lambda", 0.7) is None else float(e.get("mmr_lambda", 0.7)),
+            ablations=bool(e.get("ablations", True)),
         )
 
     def cold_user_protocol(self) -> ColdUserProtocol:
@@ -101,6 +104,7 @@ class EvaluationResult:
     reranker: object | None = None  # the LearnedReranker the hybrid uses, if validation kept one
     cold_user_tuning: pd.DataFrame = field(default_factory=pd.DataFrame)  # popularity weight -> validation NDCG
     hybrid_config: HybridConfig | None = None  # the hybrid's whole setting as chosen on validation
+    model_encoders: dict[str, str] = field(default_factory=dict)  # model -> encoder version, where not the dataset's
 
     def wide(self, slice_: str = "all") -> pd.DataFrame:
         """One row per model (in run order), one column per metric."""
@@ -246,7 +250,13 @@ def offline_evaluation(
         rows += metric_rows(name, result)
     if protocol.mmr_lambda is not None and model.kg_ is not None and "hybrid" in models:
         rows += _diversity_rows(model, history, X_train, X_test, protocol, cold, popularity, progress)
+    ablation = AblationResult()
+    if protocol.ablations and tuned and "hybrid" in models:
+        ablation = run_ablations(model, tables, matrix.users, matrix.items, X_train, X_valid, X_test, history,
+                                 popularity, cold, protocol, progress)
+        rows += ablation.rows
     params = {m: p for m, p in _hybrid_params(config, model).items() if m in models}
+    params.update(ablation.params)
     if any(r[0] == "hybrid_mmr" for r in rows):
         params["hybrid_mmr"] = {"mmr_lambda": protocol.mmr_lambda, "mmr_candidates": 50, "over": "hybrid"}
     if "hybrid" in params:
@@ -261,7 +271,7 @@ def offline_evaluation(
     return EvaluationResult(
         metrics, split[["user_id", "item_id", "split"]], counts, int((~mask).sum()), dict(config.weights), tuning,
         params={**params, **b_params}, baseline_tuning=b_tables, skipped=skipped, reranker=reranker,
-        cold_user_tuning=cold_tuning, hybrid_config=config,
+        cold_user_tuning=cold_tuning, hybrid_config=config, model_encoders=ablation.encoders,
     )
 
 

@@ -94,6 +94,7 @@ def eval_json(dataset: str, protocol: EvaluationProtocol, result: EvaluationResu
         "n_cold_items": first(cold, "n_items"),
     }
     report = {"dataset": dataset, "protocol": proto, "models": models, "split": split}
+    report["ratios"] = headline_ratios(report)
     if cold_users:
         report["cold_users"] = cold_users
         report["cold_user_ratios"] = cold_user_ratios(cold_users)
@@ -160,13 +161,29 @@ def format_report(report: dict) -> str:
     if proto.get("skipped"):
         head.append("skipped: " + "; ".join(f"{k} ({v})" for k, v in proto["skipped"].items()))
     lines = head + ["", _render(list(models), value)]
-    if "hybrid" in models and "ease" in models:
-        h, e = value("hybrid", "all", "ndcg@10"), value("ease", "all", "ndcg@10")
-        if e > 0:
-            lines += ["", f"hybrid / ease NDCG@10: {h / e:.3f}"]
+    ratios = headline_ratios(report)
+    if ratios:
+        lines += ["", "NDCG@10 " + ", ".join(f"{k}: {v:.3f}" for k, v in ratios.items())]
     if report.get("cold_users"):
         lines += ["", format_cold_users(report["cold_users"])]
     return "\n".join(lines)
+
+
+# The hybrid against its fair comparators: EASE (the best baseline) and its own ablations
+# (evaluation/ablation.py: the transformer swapped for words as ids, or the text signal off).
+HEADLINE_RATIOS = ("ease", "hybrid@lexical", "hybrid-notext")
+
+
+def headline_ratios(report: dict, metric: str = "ndcg@10") -> dict[str, float]:
+    """``{"hybrid/ease": …, "hybrid/hybrid@lexical": …, …}`` of ``metric`` where both were measured."""
+    models = report.get("models", {})
+    h = models.get("hybrid", {}).get(metric)
+    out = {}
+    for other in HEADLINE_RATIOS:
+        v = models.get(other, {}).get(metric)
+        if h is not None and v:
+            out[f"hybrid/{other}"] = float(h) / float(v)
+    return out
 
 
 def format_cold_users(cold_users: dict) -> str:

@@ -5,18 +5,20 @@ split by the protocol, and written again with a canary tag on every held-out pai
 (``zzmainzz``: the main split's valid + test pairs; ``zzcoldzz``: the cold-user protocol's
 unrevealed pairs). The loader then derives whatever it derives from those words (facts,
 tokens, …) and the whole evaluation runs: side-information EASE for each g, fusion
-tuning, the re-ranker, the cold-user fit and the query-retrieval index. Every fitted model
+tuning, the re-ranker, the ablations' text side (another encoder), the cold-user fit and the
+query-retrieval index. Every fitted model
 is searched for the canary — side-information feature names, the KG signal's entities,
 the BM25 vocabulary, user profiles (which the re-ranker's features are computed from) —
 and the main fit's item side must equal one built from raw data with those rows deleted.
 
 Each assertion is shown able to fail: with the mask turned off, with the old loader
-behaviour (users' tags aggregated into stored facts), and with the cold-user mask off,
-the same checks go red.
+behaviour (users' tags aggregated into stored facts), with the cold-user mask off, with an
+ablation that reads every word, and with queries left in the index, the same checks go red.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import numpy as np
@@ -26,7 +28,7 @@ import pytest
 from canary_layouts import LAYOUTS, Content, synthetic
 from reclm_dagster.datasets import load_dataset
 from reclm_dagster.encoders.lexical_encoder import LexicalEncoder
-from reclm_dagster.evaluation import cold_users, offline, queries, tuning
+from reclm_dagster.evaluation import ablation, cold_users, offline, queries, tuning
 from reclm_dagster.evaluation.cold_users import REVEAL, cold_user_split
 from reclm_dagster.evaluation.offline import EvaluationProtocol, split_for
 from reclm_dagster import training
@@ -103,6 +105,14 @@ def run_evaluation(tables, monkeypatch):
     for module in (cold_users, training):  # the cold-user fit, wherever it imports fit_hybrid from
         if hasattr(module, "fit_hybrid"):
             monkeypatch.setattr(module, "fit_hybrid", spy("cold", fit_hybrid))
+    real_swap = ablation.with_text_from
+
+    def swap_spy(model, tables_, users, items):  # the ablations' text side (another encoder)
+        clone = real_swap(model, tables_, users, items)
+        fits.append(("ablation", clone, None, model.description_mask_, model.config))
+        return clone
+
+    monkeypatch.setattr(ablation, "with_text_from", swap_spy)
     result = offline.offline_evaluation(tables, PROTOCOL, HybridConfig(), baselines=("pop",))
     return result, fits
 
@@ -152,7 +162,7 @@ def canary_findings(layout: str, tmp_path, monkeypatch) -> list[str]:
     content, tables, held, cold_hidden, raw = planted(tmp_path, layout)
     assert sum(MAIN in t for t in tables.descriptions["text"]) == len(held) > 0 and cold_hidden
     result, fits = run_evaluation(tables, monkeypatch)
-    assert {role for role, *_ in fits} == {"main", "cold"}, "the evaluation's fits were not all seen"
+    assert {role for role, *_ in fits} == {"main", "cold", "ablation"}, "the evaluation's fits were not all seen"
     # The re-ranker's features come from the main model's user profiles, checked below.
     assert "reranker" in result.params["hybrid"]
     found = []
@@ -161,8 +171,12 @@ def canary_findings(layout: str, tmp_path, monkeypatch) -> list[str]:
             found += [f"{role} fit: {w!r}" for w in leaks(model_words(model), canary)]
     _, model, train, _, config = next(f for f in fits if f[0] == "main")
     deleted = DatasetTables.from_dataset(_load(tmp_path / "deleted", layout, content.without_pairs(raw(held))), ENCODER)
-    reference, _ = fit_hybrid(deleted, train, config=config)
+    reference, matrix = fit_hybrid(deleted, train, config=config)
     found += item_side_differences(model, reference)
+    # the lexical ablation's text side too (the same words, another encoder)
+    swapped = next(f[1] for f in fits if f[0] == "ablation")
+    expected = training.with_text_from(reference, deleted.with_encoder(LexicalEncoder()), matrix.users, matrix.items)
+    found += [f"ablation: {d}" for d in item_side_differences(swapped, expected)]
     return found + query_findings(tables, monkeypatch)
 
 
@@ -221,6 +235,20 @@ def test_canary_fails_when_the_cold_user_mask_is_off(tmp_path, monkeypatch):
     monkeypatch.setattr(cold_users, "unrevealed_description_mask", lambda d, c, n: np.ones(len(d), dtype=bool))
     found = canary_findings("movielens-csv", tmp_path, monkeypatch)
     assert any(f.startswith("cold fit") and COLD in f for f in found)
+
+
+def test_canary_fails_when_an_ablation_reads_every_word(tmp_path, monkeypatch):
+    real = training.with_text_from
+
+    def unmasked(model, tables_, users, items):
+        everything = copy.copy(model)
+        everything.description_mask_ = np.ones_like(model.description_mask_)
+        return real(everything, tables_, users, items)
+
+    monkeypatch.setattr(training, "with_text_from", unmasked)
+    monkeypatch.setattr(ablation, "with_text_from", unmasked)
+    found = canary_findings("folder", tmp_path, monkeypatch)
+    assert "ablation: item vectors differ from the fit without the held-out rows" in found
 
 
 def test_canary_fails_when_queries_stay_in_the_index(tmp_path, monkeypatch):
