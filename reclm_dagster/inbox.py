@@ -298,6 +298,28 @@ def ingest_file(con: duckdb.DuckDBPyConnection, dataset: str, path: Path, sha256
     return result
 
 
+# Faults of the machine, not of the file (DuckDB locked or broken, disk full): the file stays
+# in the inbox for a later tick instead of being rejected.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (duckdb.IOException, OSError)
+
+
+def ingest_or_reject(con: duckdb.DuckDBPyConnection, dataset: str, path: Path, sha256: str | None = None) -> IngestResult:
+    """``ingest_file``, where a file that makes it fail unexpectedly is rejected with the error
+    as its reason: one poison file must not make every later tick raise (and so never move,
+    and block the files after it). Only TRANSIENT_ERRORS propagate; nothing was stored then
+    either, since ingest_file rolls back."""
+    try:
+        return ingest_file(con, dataset, path, sha256)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        path = Path(path)
+        result = IngestResult(dataset, path.name, file_kind(path), sha256 or sha256_file(path))
+        reason = f"cannot be ingested, {type(exc).__name__}: {str(exc)[:300]} (a case reclm does not handle; please report it)"
+        result.problems.append(Problem(path.name, 0, "*", "", reason))
+        return result
+
+
 def replay_processed(con: duckdb.DuckDBPyConnection, dataset: str) -> list[IngestResult]:
     """Re-apply, oldest first, the files this dataset's inbox already accepted (after a rebuild)."""
     folder = inbox_root() / dataset / PROCESSED

@@ -90,3 +90,49 @@ def test_recommendations_check_fails(con, defect, key):
     _replace(con, "recommendations", recs)
     passed, meta = checks.recommendations_valid(con, S)
     assert not passed and meta[key] >= 1
+
+
+# ---------------------------------------------------------------- issue 14: empty and NULL inputs
+
+MENTION_COLUMNS = ["description_id", "user_id", "item_id", "kind", "start", "end", "surface", "entity_id",
+                   "entity_type", "entity_name", "method", "score"]
+
+
+def test_mentions_check_on_a_dataset_without_descriptions(con):
+    # An empty frame has no dtypes, so the stored kg_mentions has VARCHAR "start"/"end"; the
+    # check's arithmetic on them was a BinderException that stopped every such run.
+    _replace(con, "descriptions", pd.DataFrame(columns=["description_id", "user_id", "item_id", "text"]))
+    _replace(con, "kg_mentions", pd.DataFrame(columns=MENTION_COLUMNS))
+    assert checks.mentions_valid(con, S) == (True, {"unknown_entities": 0, "bad_spans": 0})
+
+
+def test_mentions_check_fails_on_an_unknown_entity_and_a_wrong_span(con):
+    good = {"description_id": "d1", "user_id": "u1", "item_id": "a", "kind": "tag", "start": 0, "end": 3, "surface": "fun",
+            "entity_id": "person:x", "entity_type": "person", "entity_name": "X", "method": "exact", "score": 1.0}
+    _replace(con, "kg_mentions", pd.DataFrame([good]))
+    assert checks.mentions_valid(con, S)[0]
+    bad = [good | {"entity_id": "person:ghost"}, good | {"end": 2}]
+    _replace(con, "kg_mentions", pd.DataFrame(bad))
+    assert checks.mentions_valid(con, S) == (False, {"unknown_entities": 1, "bad_spans": 1})
+
+
+@pytest.mark.parametrize("value", [None, float("nan")])
+def test_regression_check_on_a_null_metric_fails_with_a_reason_not_a_type_error(tmp_path, value):
+    # Before: float(None) -> TypeError inside evaluation_ndcg_not_regressed.
+    from types import SimpleNamespace
+
+    from dagster_duckdb import DuckDBResource
+
+    from reclm_dagster import settings
+    from reclm_dagster.defs.evaluation import ndcg_not_regressed
+
+    db = str(tmp_path / "reclm.duckdb")
+    with duckdb.connect(db) as c:
+        metrics = pd.DataFrame({"model": ["hybrid"], "slice": ["all"], "metric": ["ndcg@10"], "value": [value], "encoder_version": ["e@1"]})
+        store.replace_tables(c, settings.schema_name("tiny"), {
+            "evaluation_metrics": metrics.astype({"value": "float64"}),
+            "evaluation_report": pd.DataFrame({"json": [json.dumps({"protocol": {}})]}),
+        })
+    context = SimpleNamespace(partition_key="tiny", run=SimpleNamespace(run_id="r1"))
+    result = ndcg_not_regressed.node_def.compute_fn.decorated_fn(context, DuckDBResource(database=db))
+    assert not result.passed and "NULL" in result.metadata["reason"].value

@@ -218,3 +218,59 @@ def test_a_rebuild_of_the_raw_tables_replays_what_the_inbox_accepted(home):
     with duckdb.connect(str(settings.duckdb_path())) as con:
         assert inbox.already_ingested(con, DS, result.sha256)
         assert con.execute(f"SELECT count(*) FROM {inbox.LEDGER}").fetchall()[0][0] == 1
+
+
+# ---------------------------------------------------------------- poison files (issue 14, defect 4b)
+
+def test_a_duplicated_column_rejects_the_file_instead_of_raising(home):
+    # Before: a TypeError out of validate() (df["weight"] was two columns), so the sensor raised.
+    path = drop(home, "interactions_dup.csv", 'user_id,item_id,weight,weight\n"u1",i2,1,2\n')
+    result = ingest(path)
+    assert not result.accepted and "'weight' appears twice" in str(result.problems[0])
+
+
+def _poison(monkeypatch, name: str, exc: Exception):
+    """ingest_file raises ``exc`` for one file: any case the validation does not foresee."""
+    real = inbox.ingest_file
+
+    def fake(con, dataset, path, *args, **kwargs):
+        if path.name == name:
+            raise exc
+        return real(con, dataset, path, *args, **kwargs)
+
+    monkeypatch.setattr(inbox, "ingest_file", fake)
+    return real
+
+
+def test_a_poison_file_is_rejected_and_the_files_around_it_get_their_run(home, evaluate, monkeypatch):
+    good = [drop(home, f"interactions_{n}.csv", f"user_id,item_id,weight\nu{n},i{n},1\n") for n in (1, 3)]
+    drop(home, "interactions_2.csv", "user_id,item_id,weight\nu2,i2,1\n")
+    drop(home, "interactions_4.csv", "user_id,item_id,weight,timestamp\nu4,i1,1,1e30\n")  # the issue's value
+    _poison(monkeypatch, "interactions_2.csv", TypeError("cannot safely cast non-equivalent float64 to int64"))
+    (request,), cursor, _ = evaluate()
+    # one run for both accepted files, whatever came between them
+    assert request.tags["reclm/inbox_files"] == "interactions_1.csv, interactions_3.csv"
+    rejected = home / "inbox" / DS / "rejected"
+    reason = (rejected / "interactions_2.csv.reason.txt").read_text()
+    assert "TypeError: cannot safely cast" in reason and "nothing was stored" in reason
+    assert "timestamp out of range" in (rejected / "interactions_4.csv.reason.txt").read_text()
+    assert sorted(p.name for p in (home / "inbox" / DS / "processed").iterdir()) == [p.name for p in good]
+    assert inbox.pending_files(home / "inbox" / DS) == []
+    assert set(table("interactions")["user_id"]) == {"u1", "u2", "u3"}  # u2 of the store, not of the poison file
+    assert "interactions_1.csv" in cursor and "interactions_3.csv" in cursor and "interactions_2.csv" not in cursor
+    requests, _, skip = evaluate(cursor)  # the next tick has nothing left to trip over
+    assert requests == [] and skip is not None
+
+
+def test_a_database_fault_keeps_the_runs_of_committed_files_and_retries_the_rest(home, evaluate, monkeypatch):
+    for n in (1, 2, 3):
+        drop(home, f"interactions_{n}.csv", f"user_id,item_id,weight\nu{n}{n},i{n},1\n")
+    real = _poison(monkeypatch, "interactions_2.csv", duckdb.IOException("disk I/O error"))
+    (request,), cursor, _ = evaluate()
+    assert request.tags["reclm/inbox_files"] == "interactions_1.csv"  # committed, so requested
+    waiting = [p.name for p in inbox.pending_files(home / "inbox" / DS)]
+    assert waiting == ["interactions_2.csv", "interactions_3.csv"]  # not rejected: the file was not at fault
+    monkeypatch.setattr(inbox, "ingest_file", real)  # the disk is back
+    (request,), _, _ = evaluate(cursor)
+    assert request.tags["reclm/inbox_files"] == "interactions_2.csv, interactions_3.csv"
+    assert {"u11", "u22", "u33"} <= set(table("interactions")["user_id"])

@@ -92,7 +92,7 @@ def read_delimited(path: Path, sep: str = ",", quoting: int = csv.QUOTE_MINIMAL,
     if names is not None:  # a synthetic header keeps one code path; lines shift back by one below
         text = sep.join(names) + "\n" + text
     # pandas' C parser cuts a field at a NUL byte ('u00\\0x' -> 'u00'), so NULs take the exact path
-    fast = _read_fast(text, sep, quoting) if "\0" not in text else None
+    fast = _read_fast(text, path.name, sep, quoting) if "\0" not in text else None
     if fast is not None:
         df, lines = fast
         df, bad = with_provenance(df, path.name, lines), _bad_rows([])
@@ -144,7 +144,7 @@ def read_dat(path: Path, names: list[str], free: int | None = None) -> tuple[pd.
     return with_provenance(df, path.name, lines), _bad_rows(bad)
 
 
-def _read_fast(text: str, sep: str, quoting: int) -> tuple[pd.DataFrame, np.ndarray] | None:
+def _read_fast(text: str, source: str, sep: str, quoting: int) -> tuple[pd.DataFrame, np.ndarray] | None:
     """pandas' C parser, used only when every line is provably one well-formed record.
 
     That holds when quotes cannot group text (QUOTE_NONE, or no quote character),
@@ -161,7 +161,9 @@ def _read_fast(text: str, sep: str, quoting: int) -> tuple[pd.DataFrame, np.ndar
     if not body or _has_blank_line(body):
         return None
     n_lines = body.count("\n") + 1
-    want = body.split("\n", 1)[0].count(sep)
+    header = body.split("\n", 1)[0]
+    _check_header([h.strip() for h in header.rstrip("\r").split(sep)], source)
+    want = header.count(sep)
     if body.count(sep) != want * n_lines:
         return None
     df = pd.read_csv(io.StringIO(text), sep=sep, quoting=quoting, dtype=str, keep_default_na=False,
@@ -170,6 +172,15 @@ def _read_fast(text: str, sep: str, quoting: int) -> tuple[pd.DataFrame, np.ndar
         return None
     df.columns = [str(c).strip() for c in df.columns]
     return df, np.arange(2, n_lines + 1)
+
+
+def _check_header(header: list[str], source: str) -> None:
+    """Two columns of one name: pandas would rename one ('weight.1') and drop it unseen."""
+    seen: set[str] = set()
+    for name in header:
+        if name and name in seen:
+            raise DatasetError(f"{source} line 1: column {name!r} appears twice in the header; rename or remove one")
+        seen.add(name)
 
 
 def _has_blank_line(body: str) -> bool:
@@ -190,6 +201,7 @@ def _read_exact(text: str, source: str, sep: str, quoting: int) -> tuple[pd.Data
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
     try:
         header = [h.strip() for h in next(reader)]
+        _check_header(header, source)
         rows, lines, bad = [], [], []
         last = reader.line_num
         for rec in reader:

@@ -17,7 +17,8 @@ from reclm_dagster.defs.resources import EncoderResource, MLflowResource
 from reclm_dagster.evaluation.offline import EvaluationProtocol, EvaluationResult, offline_evaluation
 from reclm_dagster.evaluation.plots import plot_metrics_at_k, plot_popularity_bias
 from reclm_dagster.evaluation.report import (
-    COLD_USER_METRICS, COLD_USER_PREFIX, cold_user_entries, cold_user_ratios, eval_json, format_table,
+    COLD_USER_BASELINES, COLD_USER_METRICS, COLD_USER_PREFIX, ONBOARDING_BASELINES, ONBOARDING_PREFIX, cold_user_entries,
+    cold_user_ratios, eval_json, format_table, headline_ratios,
 )
 from reclm_dagster.training import CHOSEN_TABLE, RERANKER_TABLE, DatasetTables, hybrid_config
 
@@ -35,9 +36,21 @@ def cold_user_ratio_metrics(result: EvaluationResult) -> dict[str, float]:
 
     'cold_users_0_hybrid_over_pop_ndcg_at_10', …; a ratio over a zero baseline is left out.
     """
-    ratios = cold_user_ratios(cold_user_entries(result, [m for _, m in COLD_USER_METRICS]))
-    return {mlflow_metric_name(m, f"{COLD_USER_PREFIX}{n}_{pair.replace('/', '_over_')}"): v
-            for pair, per_n in ratios.items() for n, values in per_n.items() for m, v in values.items() if v is not None}
+    metrics = [m for _, m in COLD_USER_METRICS]
+    out = {}
+    for prefix, baselines in ((COLD_USER_PREFIX, COLD_USER_BASELINES), (ONBOARDING_PREFIX, ONBOARDING_BASELINES)):
+        ratios = cold_user_ratios(cold_user_entries(result, metrics, prefix=prefix), baselines)
+        out.update({mlflow_metric_name(m, f"{prefix}{n}_{pair.replace('/', '_over_')}"): v
+                    for pair, per_n in ratios.items() for n, values in per_n.items() for m, v in values.items() if v is not None})
+    return out
+
+
+def headline_ratio_metrics(result: EvaluationResult) -> dict[str, float]:
+    """hybrid ÷ EASE and ÷ its own ablations as MLflow metrics ('hybrid_over_hybrid_at_lexical_ndcg_at_10', …)."""
+    wide = result.wide()
+    models = {str(n): {"ndcg@10": float(wide.at[n, "ndcg@10"])} for n in wide.index if "ndcg@10" in wide.columns}
+    return {mlflow_metric_name("ndcg@10", pair.replace("/", "_over_").replace("@", "_at_")): v
+            for pair, v in headline_ratios({"models": models}).items()}
 
 
 class EvaluationConfig(dg.Config):
@@ -153,6 +166,7 @@ def log_to_mlflow(mlflow: MLflowResource, dataset, result, protocol, model_param
                 metrics = {mlflow_metric_name(m, s): v for m, s, v in zip(group["metric"], group["slice"], group["value"])}
                 if model == "hybrid":  # cold users: EASE has no row at n = 0, so neither has hybrid/ease
                     metrics.update(cold_user_ratio_metrics(result))
+                    metrics.update(headline_ratio_metrics(result))
                 # headline metrics first: MLflow's run page lists metrics in logged order
                 first = [mlflow_metric_name(m, "all") for m in HEADLINE if mlflow_metric_name(m, "all") in metrics]
                 mlf.log_metrics({**{k: metrics[k] for k in first}, **metrics})
@@ -205,8 +219,9 @@ def ndcg_not_regressed(context: dg.AssetCheckExecutionContext, duckdb: DuckDBRes
                 WHERE model = 'hybrid' AND slice = 'all' AND metric = 'ndcg@10'"""
         ).fetchone()
         report = json.loads(con.execute(f'SELECT json FROM "{schema}".evaluation_report').fetchone()[0])
-    if row is None:
-        return dg.AssetCheckResult(passed=False, metadata={"reason": "no hybrid NDCG@10 stored"})
+    if row is None or pd.isna(row[0]):  # NULL: the evaluation had no test user (float(None) was a TypeError)
+        what = "no hybrid NDCG@10 stored" if row is None else "the hybrid's NDCG@10 is NULL"
+        return dg.AssetCheckResult(passed=False, metadata={"reason": f"{what}: no user could be evaluated on this split"})
     current, encoder_version = float(row[0]), row[1]
     best = best_earlier_ndcg(dataset, encoder_version, "hybrid", context.run.run_id, reported_protocol_params(report))
     if best is None:

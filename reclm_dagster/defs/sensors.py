@@ -59,6 +59,44 @@ def _run_request(dataset: str, hashes: list[str], names: list[str], keys: list[d
     )
 
 
+def _ingest_files(context, con, dataset: str, files, seen: dict[str, str], events: list, deadline: float
+                  ) -> tuple[list[str], list[str], str | None]:
+    """Ingest one dataset's waiting files in order: (hashes and names of the accepted ones,
+    why the tick stopped early or None). ``seen`` (the cursor) and ``events`` are updated."""
+    hashes, names = [], []
+    for path in files:
+        if time.monotonic() > deadline:
+            break
+        try:
+            sha = inbox.sha256_file(path)
+            if sha in seen:  # copied back, or moved before a crash: same content, never twice
+                inbox.settle(path, inbox.IngestResult(dataset, path.name, inbox.file_kind(path), sha, already_ingested=True))
+                context.log.info(f"inbox {dataset}/{path.name}: skipped, same content as {seen[sha]}")
+                continue
+            result = inbox.ingest_or_reject(con, dataset, path, sha)
+            if result.accepted:
+                # Counted before the move: if the move fails, the rows are committed all the same.
+                # A file the ledger already held was ingested by a tick that died before its
+                # cursor was saved: request the run again (the same run_key dedupes it).
+                seen[sha] = path.name
+                hashes.append(sha)
+                names.append(path.name)
+                if not result.already_ingested:
+                    context.log.info(f"inbox {dataset}/{path.name}: {result.inserted} rows added, {result.updated} merged")
+                    events.append(dg.AssetMaterialization(
+                        asset_key=result.kind, partition=dataset,
+                        description=f"appended from inbox file {path.name}",
+                        metadata={"file": path.name, "sha256": sha, "rows_added": result.inserted, "rows_merged": result.updated},
+                    ))
+            dest = inbox.settle(path, result)
+        except inbox.TRANSIENT_ERRORS as exc:  # DuckDB or the disk: this file and the rest wait for a later tick
+            context.log.warning(f"inbox {dataset}/{path.name}: {type(exc).__name__}: {exc}; retrying next tick")
+            return hashes, names, f"{dataset}/{path.name}: {type(exc).__name__}, retrying next tick"
+        if not result.accepted:
+            context.log.warning(f"inbox {dataset}/{path.name} rejected ({len(result.problems)} problems): see {dest}.reason.txt")
+    return hashes, names, None
+
+
 @dg.sensor(
     job=full_pipeline_job,
     minimum_interval_seconds=60,
@@ -79,42 +117,24 @@ def inbox_sensor(context: dg.SensorEvaluationContext, duckdb: DuckDBResource):
     except duckdb_lib.IOException as exc:
         return dg.SkipReason(f"DuckDB is busy, retrying next tick: {exc}")
 
-    start, requests, events, skipped = time.monotonic(), [], [], []
+    deadline, requests, events, skipped = time.monotonic() + TICK_BUDGET_SECONDS, [], [], []
     try:
         for dataset, files in waiting.items():
-            if not inbox.dataset_ready(con, dataset):
+            try:
+                ready = inbox.dataset_ready(con, dataset)
+            except inbox.TRANSIENT_ERRORS as exc:  # keep the requests already built for other datasets
+                skipped.append(f"{dataset}: {type(exc).__name__}, retrying next tick")
+                break
+            if not ready:
                 skipped.append(f"{dataset}: no stored tables yet (materialize the dataset first)")
                 continue
-            seen = ingested.setdefault(dataset, {})
-            hashes, names = [], []
-            for path in files:
-                if time.monotonic() - start > TICK_BUDGET_SECONDS:
-                    break
-                sha = inbox.sha256_file(path)
-                if sha in seen:  # copied back, or moved before a crash: same content, never twice
-                    result = inbox.IngestResult(dataset, path.name, inbox.file_kind(path), sha, already_ingested=True)
-                    inbox.settle(path, result)
-                    context.log.info(f"inbox {dataset}/{path.name}: skipped, same content as {seen[sha]}")
-                    continue
-                result = inbox.ingest_file(con, dataset, path, sha)
-                dest = inbox.settle(path, result)
-                if not result.accepted:
-                    context.log.warning(f"inbox {dataset}/{path.name} rejected ({len(result.problems)} problems): see {dest}.reason.txt")
-                    continue
-                seen[sha] = path.name
-                # A file the ledger already held was ingested by a tick that died before its
-                # cursor was saved: request the run again (the same run_key dedupes it).
-                hashes.append(sha)
-                names.append(path.name)
-                if not result.already_ingested:
-                    context.log.info(f"inbox {dataset}/{path.name}: {result.inserted} rows added, {result.updated} merged")
-                    events.append(dg.AssetMaterialization(
-                        asset_key=result.kind, partition=dataset,
-                        description=f"appended from inbox file {path.name}",
-                        metadata={"file": path.name, "sha256": sha, "rows_added": result.inserted, "rows_merged": result.updated},
-                    ))
+            hashes, names, stopped = _ingest_files(context, con, dataset, files, ingested.setdefault(dataset, {}), events, deadline)
+            # Requested even when a later file stopped the tick: these files are committed.
             if hashes:
                 requests.append(_run_request(dataset, hashes, names, derived_asset_keys(context)))
+            if stopped:
+                skipped.append(stopped)
+                break
     finally:
         con.close()
     for reason in skipped:

@@ -187,6 +187,29 @@ def _hybrid_params(config: HybridConfig, model) -> dict[str, dict]:
     }
 
 
+def _require_evaluable_users(interactions: pd.DataFrame, counts: SplitCounts, protocol: EvaluationProtocol) -> None:
+    """One clear line when the split holds out nothing to test on (header-only or all-unknown
+    interactions; douban-moviedata-small, whose 974 users have 1,000 ratings): otherwise every
+    metric is NaN, is stored as NULL, and a later check fails on it with a TypeError."""
+    if counts.n_test > 0:
+        return
+    from reclm_dagster.datasets.schema import DatasetError
+    from reclm_dagster.evaluation.split import holdout_sizes
+
+    # split_interactions' rule: users with < 3 interactions are never split, and a hold-out of
+    # round(n * fraction) is 0 for small n; the fewest interactions that give a test item:
+    sizes = np.arange(3, 10_001)
+    gives_test = holdout_sizes(sizes, protocol.valid_fraction, protocol.test_fraction, 3)[1] > 0
+    need = f"≥ {sizes[gives_test][0]}" if gives_test.any() else "more than 10,000"
+    per_user = interactions["user_id"].value_counts()
+    raise DatasetError(
+        f"no user can be evaluated: a per-user test hold-out at test fraction {protocol.test_fraction:g} needs {need} "
+        f"interactions per user (≥ 3 for any hold-out); of {len(per_user)} users none has that many "
+        f"({int((per_user >= 3).sum())} have ≥ 3, the most is {int(per_user.max()) if len(per_user) else 0}); "
+        "free-text requests can still be evaluated from the descriptions: `reclm eval --queries`"
+    )
+
+
 def offline_evaluation(
     tables: DatasetTables,
     protocol: EvaluationProtocol,
@@ -198,6 +221,7 @@ def offline_evaluation(
 ) -> EvaluationResult:
     """The hybrid, its single signals and the baselines, on one split, tuned on validation, reported on test."""
     split, counts = split_for(tables.interactions, protocol)
+    _require_evaluable_users(tables.interactions, counts, protocol)
     train = split[split["split"] == "train"]
     valid = split[split["split"] == "valid"]
     test = split[split["split"] == "test"]

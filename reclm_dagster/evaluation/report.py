@@ -25,10 +25,12 @@ TABLE_COLUMNS = (
 
 # Cold-user protocol columns (per revealed n) and the models shown there.
 COLD_USER_METRICS = (("NDCG@10", "ndcg@10"), ("Recall@20", "recall@20"))
-COLD_USER_PREFIX = "cold_users_"
+from reclm_dagster.evaluation.cold_users import COLD_USER_PREFIX, ONBOARDING_PREFIX  # noqa: E402
 # What the hybrid is divided by for cold users: Pop at every n, EASE where it ran (n >= 1;
 # at n = 0 it has no history to go on and its list is catalogue order).
 COLD_USER_BASELINES = ("pop", "ease")
+# Onboarding (users who said what they like): the hybrid against Pop and its own text-only signals.
+ONBOARDING_BASELINES = ("pop", "text", "lexical")
 
 
 def _num(value) -> float | None:
@@ -94,19 +96,24 @@ def eval_json(dataset: str, protocol: EvaluationProtocol, result: EvaluationResu
         "n_cold_items": first(cold, "n_items"),
     }
     report = {"dataset": dataset, "protocol": proto, "models": models, "split": split}
-    report["ratios"] = headline_ratios(report)
+    if headline_ratios(report):
+        report["ratios"] = headline_ratios(report)
     if cold_users:
         report["cold_users"] = cold_users
         report["cold_user_ratios"] = cold_user_ratios(cold_users)
+    onboarding = cold_user_entries(result, ranking, prefix=ONBOARDING_PREFIX)
+    if onboarding:
+        report["onboarding"] = onboarding
+        report["onboarding_ratios"] = cold_user_ratios(onboarding, ONBOARDING_BASELINES)
     return report
 
 
-def cold_user_entries(result: EvaluationResult, metrics: list[str]) -> dict[str, dict[str, dict]]:
-    """``{model: {n: {metric: value, "n_users": …}}}`` of the cold-user slices; only the ``n`` a model ran at."""
+def cold_user_entries(result: EvaluationResult, metrics: list[str], prefix: str = COLD_USER_PREFIX) -> dict[str, dict[str, dict]]:
+    """``{model: {n: {metric: value, "n_users": …}}}`` of the cold-user (or onboarding) slices; only the ``n`` a model ran at."""
     cold_users: dict[str, dict[str, dict]] = {}
-    for slice_ in sorted(s for s in result.metrics["slice"].unique() if str(s).startswith(COLD_USER_PREFIX)):
+    for slice_ in sorted(s for s in result.metrics["slice"].unique() if str(s).startswith(prefix)):
         frame = result.wide(slice_)
-        n = slice_[len(COLD_USER_PREFIX):]
+        n = slice_[len(prefix):]
         for name in frame.index:
             entry = {m: _num(frame.at[name, m]) for m in metrics if m in frame.columns}
             entry["n_users"] = int(frame.at[name, "n_users"]) if "n_users" in frame.columns else 0
@@ -114,12 +121,12 @@ def cold_user_entries(result: EvaluationResult, metrics: list[str]) -> dict[str,
     return cold_users
 
 
-def cold_user_ratios(cold_users: dict) -> dict[str, dict[str, dict[str, float | None]]]:
+def cold_user_ratios(cold_users: dict, baselines: tuple[str, ...] = COLD_USER_BASELINES) -> dict[str, dict[str, dict[str, float | None]]]:
     """``{"hybrid/pop": {n: {metric: ratio}}, "hybrid/ease": …}`` for the COLD_USER_METRICS, at each ``n``
     where both models ran (so never EASE at n = 0); None where the baseline scored 0 or a value is missing."""
     hybrid = cold_users.get("hybrid", {})
     ratios: dict[str, dict[str, dict[str, float | None]]] = {}
-    for base in COLD_USER_BASELINES:
+    for base in baselines:
         for n, entry in cold_users.get(base, {}).items():
             if n not in hybrid:
                 continue
@@ -166,6 +173,8 @@ def format_report(report: dict) -> str:
         lines += ["", "NDCG@10 " + ", ".join(f"{k}: {v:.3f}" for k, v in ratios.items())]
     if report.get("cold_users"):
         lines += ["", format_cold_users(report["cold_users"])]
+    if report.get("onboarding"):
+        lines += ["", format_cold_users(report["onboarding"], ONBOARDING_BASELINES, ONBOARDING_TITLE)]
     return "\n".join(lines)
 
 
@@ -186,10 +195,16 @@ def headline_ratios(report: dict, metric: str = "ndcg@10") -> dict[str, float]:
     return out
 
 
-def format_cold_users(cold_users: dict) -> str:
+COLD_USERS_TITLE = ("cold users ({n_users} users left out of training; n = interactions revealed, plus their own words; "
+                    "no EASE at n=0: with no history its list is catalogue order)")
+ONBOARDING_TITLE = ("onboarding ({n_users} of the same users also say what they like: their words about 3 consumed items, "
+                    "item ids hidden; n = interactions revealed; text = encoder alone, lexical = BM25 alone)")
+
+
+def format_cold_users(cold_users: dict, baselines: tuple[str, ...] = COLD_USER_BASELINES, title: str = COLD_USERS_TITLE) -> str:
     """Cold-user protocol: one row per model, NDCG@10 / Recall@20 per revealed n, then hybrid/Pop and hybrid/EASE."""
-    names = [m for m in ("hybrid", "ease", "pop") if m in cold_users] + sorted(set(cold_users) - {"hybrid", "ease", "pop"})
-    ratios = cold_user_ratios(cold_users)
+    names = [m for m in ("hybrid", *baselines) if m in cold_users] + sorted(set(cold_users) - {"hybrid", *baselines})
+    ratios = cold_user_ratios(cold_users, baselines)
     reveal = sorted({n for m in cold_users.values() for n in m}, key=int)
     header = ["model"] + [f"n={n} {h}" for n in reveal for h, _ in COLD_USER_METRICS]
     body = []
@@ -200,8 +215,7 @@ def format_cold_users(cold_users: dict) -> str:
     users = next(iter(cold_users.values()))
     n_users = max((entry.get("n_users", 0) for entry in users.values()), default=0)
     widths = [max(len(r[j]) for r in [header] + body) for j in range(len(header))]
-    lines = [f"cold users ({n_users} users left out of training; n = interactions revealed, plus their own words; "
-             "no EASE at n=0: with no history its list is catalogue order)"]
+    lines = [title.format(n_users=n_users)]
     lines += ["  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
               for r in [header] + body]
     lines.insert(2, "  ".join("-" * w for w in widths))

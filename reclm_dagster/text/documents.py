@@ -41,7 +41,10 @@ def item_documents(items: pd.DataFrame, facts: pd.DataFrame) -> pd.Series:
             parts.setdefault(item_id, []).append(f"{label}: {names}.")
         fact_text = {k: " ".join(v) for k, v in parts.items()}
     docs = []
-    for item_id, title, description in zip(items["item_id"], items["title"], items["description"]):
+    # title and synopsis are optional outside the schema (frames built by hand): the id stands in
+    titles = items["title"] if "title" in items else items["item_id"]
+    synopses = items["description"] if "description" in items else [""] * len(items)
+    for item_id, title, description in zip(items["item_id"], titles, synopses):
         pieces = [str(title or "").strip()]
         if description and str(description).strip() and str(description).strip() != pieces[0]:
             pieces.append(str(description).strip())

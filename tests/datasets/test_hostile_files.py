@@ -130,4 +130,14 @@ def test_binary_files_posing_as_tables_give_one_line_naming_the_file(tmp_path, k
         folder.load(tmp_path)
     message = str(err.value)
     assert message.startswith(target.name) and "\n" not in message
+    assert "not a text table" in message or "not a readable Parquet file" in message  # what it is, not its bytes
     assert message.isprintable() and len(message) < 400
+
+
+@pytest.mark.parametrize("header", ["user_id,item_id,weight,weight", '"user_id",item_id,weight,weight'])
+def test_a_column_named_twice_is_an_error_not_a_silent_rename(tmp_path, header):
+    # Before: pandas kept the first 'weight' and renamed the second 'weight.1' unseen (or,
+    # on the csv-module path, validate() raised a TypeError naming no file).
+    write(tmp_path, **{"interactions.csv": f"{header}\nu1,i1,1,5\n"})
+    with pytest.raises(DatasetError, match=r"^interactions\.csv line 1: column 'weight' appears twice"):
+        folder.load(tmp_path)

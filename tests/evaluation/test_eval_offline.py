@@ -47,7 +47,7 @@ def run():
 def test_hybrid_signals_and_baselines_in_one_table(run):
     tables, protocol, result = run
     wide = result.wide()
-    assert list(wide.index) == list(MODELS) + ["hybrid_mmr"] + BASELINES  # no 'popularity' duplicate of 'pop'
+    assert list(wide.index) == list(MODELS) + ["hybrid_mmr", "hybrid@lexical", "hybrid-notext"] + BASELINES  # no "popularity" duplicate of "pop"
     assert wide.loc["hybrid_mmr", "ild@10"] >= 0 and wide.loc["hybrid", "ild@10"] >= 0
     assert set(result.wide("cold").index) <= set(wide.index)
     assert set(result.params) == set(wide.index)
