@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from reclm_dagster import settings, store
+from reclm_dagster.encoders.clean import encoder_reads
 from reclm_dagster.kg.build import item_node
 from reclm_dagster.kg.linking import link_request
 from reclm_dagster.models.fusion import linear_fusion
@@ -122,6 +123,7 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
             f"pass the same --encoder, or re-run `reclm run --dataset {dataset} --encoder ...`"
         )
     tokens = segment(query)
+    readable, unknown_share = encoder_reads(encoder, query)
     # e5-style encoders embed requests with their own "query: " prefix
     query_vec = (getattr(encoder, "query_encoder", None) or encoder).encode([query])[0]
     # Items as the hybrid sees them: catalogue text plus what users said about them.
@@ -129,6 +131,10 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
     bm25 = BM25().fit(item_tokens)
     signals = {"text": (item_vectors @ query_vec)[None, :].astype(np.float32), "lexical": bm25.score([tokens])}
     qw = {k_: float(v) for k_, v in cfg.get("query", {}).get("weights", {"text": 1.0, "lexical": 1.0}).items()}
+    if not readable:  # the encoder cannot read it: words (jieba BM25) and named entities rank alone
+        qw["text"] = 0.0
+        signals["text"] = np.zeros_like(signals["text"])
+    unread_note = "" if readable else f" (the encoder cannot read this request: {unknown_share:.0%} unknown tokens)"
     fused = linear_fusion(signals, qw, norm="zscore")
     exclude = None
     user_scores = None
@@ -150,8 +156,11 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
             why = "Has " + ", ".join(f"'{surface_of[e]}'" for e in named[:3]) + " that your request names"
         elif matched:
             why = "Matches " + ", ".join(f"'{w}'" for w in matched[:3]) + " in your request"
-        else:
+        elif readable:
             why = f"Close in meaning to your request (cosine {signals['text'][0, i]:.2f})"
+        else:
+            why = "No word of your request matched it"
+        why += unread_note
         if user_scores is not None:
             why += "; fits your history"
         rows.append(

@@ -177,6 +177,7 @@ def hybrid_config(cfg: dict) -> HybridConfig:
     h = cfg.get("hybrid", {})
     default = HybridConfig()
     casts = {"cf_model": str, "k_neighbors": int, "ease_l2": float, "side_weight": float, "side_weighting": str,
+             "dense_weight": float, "dense_dims": int,
              "description_share": float, "said_share": float, "short_history_popularity": float,
              "negative_weight": float}
     values = {k: cast(h[k]) for k, cast in casts.items() if k in h}

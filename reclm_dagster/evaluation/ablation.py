@@ -24,6 +24,8 @@ import numpy as np
 from reclm_dagster.encoders.lexical_encoder import LexicalEncoder
 from reclm_dagster.evaluation.protocol import evaluate, metric_rows
 from reclm_dagster.evaluation.tuning import WEIGHT_GRID, attach_reranker, tune_fusion_weights
+from reclm_dagster.models.ease import EASE
+from reclm_dagster.models.hybrid import reduced_rows
 from reclm_dagster.training import with_text_from
 
 LEXICAL = "hybrid@lexical"
@@ -38,22 +40,43 @@ class AblationResult:
     encoders: dict[str, str] = field(default_factory=dict)  # model -> encoder version it ran with
 
 
-def ablation_models(model, tables, users: np.ndarray, items: np.ndarray) -> dict[str, tuple[object, dict, str]]:
-    """``{name: (model, fusion grid, encoder version)}`` for each ablation of a fitted hybrid."""
+def ablation_models(model, tables, users: np.ndarray, items: np.ndarray, X_train=None) -> dict[str, tuple[object, dict, str]]:
+    """``{name: (model, fusion grid, encoder version)}`` for each ablation of a fitted hybrid.
+
+    When the hybrid's EASE reads the text embeddings too (``dense_weight`` > 0), each ablation
+    gets its own EASE: on the bag-of-words vectors for ``hybrid@lexical``, without them for
+    ``hybrid-notext`` (``X_train`` is then required).
+    """
     lexical = LexicalEncoder()
+    swapped = with_text_from(model, tables.with_encoder(lexical), users, items)
     no_text = copy.copy(model)
     no_text.reranker_ = None
+    if model.config.dense_weight > 0:
+        if X_train is None:
+            raise ValueError("the hybrid's EASE reads text embeddings: pass X_train to refit the ablations' CF")
+        refit_cf(swapped, X_train, swapped.item_vectors_)
+        no_text.config = replace(no_text.config, dense_weight=0.0)
+        refit_cf(no_text, X_train, None)
     return {
-        LEXICAL: (with_text_from(model, tables.with_encoder(lexical), users, items), WEIGHT_GRID, lexical.version),
+        LEXICAL: (swapped, WEIGHT_GRID, lexical.version),
         NO_TEXT: (no_text, {**WEIGHT_GRID, "text": (0.0,)}, tables.encoder_version),
     }
+
+
+def refit_cf(model, X_train, item_vectors) -> None:
+    """Refit a hybrid's side-information EASE with other dense rows (None: none), same λ, g, features."""
+    cfg = model.config
+    dense = reduced_rows(item_vectors, cfg.dense_dims) if item_vectors is not None and cfg.dense_weight > 0 else None
+    side = model.kg_["E"] if model.kg_ else None
+    model.cf_ = EASE(l2=cfg.ease_l2, side_weight=cfg.side_weight, dense_weight=cfg.dense_weight if dense is not None else 0.0
+                     ).fit(X_train, side=side, dense=dense)
 
 
 def run_ablations(model, tables, users, items, X_train, X_valid, X_test, history, popularity, cold, protocol,
                   progress: bool = False) -> AblationResult:
     """Tune, decide the re-ranker and report each ablation like the hybrid (valid → test)."""
     out = AblationResult()
-    for name, (variant, grid, encoder_version) in ablation_models(model, tables, users, items).items():
+    for name, (variant, grid, encoder_version) in ablation_models(model, tables, users, items, X_train).items():
         weights, _ = tune_fusion_weights(variant, X_train, X_valid, popularity, grid=grid)
         variant.config = replace(variant.config, weights=weights)
         report = attach_reranker(variant, X_train, X_valid, popularity, seed=protocol.seed) if protocol.rerank else {}

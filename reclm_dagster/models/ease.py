@@ -39,6 +39,13 @@ def gram_matrix(X: sp.spmatrix, dtype=np.float32) -> np.ndarray:
     return G
 
 
+def add_outer_inplace(G: np.ndarray, E: np.ndarray) -> None:
+    """``G += E Eᵀ`` in row blocks: no second n² temporary."""
+    step = max(1, _BLOCK_CELLS // max(G.shape[0], 1))
+    for s in range(0, G.shape[0], step):
+        G[s : s + step] += E[s : s + step] @ E.T
+
+
 def _fill_upper_from_lower(A: np.ndarray, block: int = 2048) -> None:
     """Make a C-ordered array symmetric from its lower triangle, in place."""
     n = A.shape[0]
@@ -80,20 +87,28 @@ class EASE:
     for tiny λ.
     """
 
-    def __init__(self, l2: float = 200.0, dtype=np.float32, binarize: bool = True, side_weight: float = 0.0) -> None:
+    def __init__(self, l2: float = 200.0, dtype=np.float32, binarize: bool = True, side_weight: float = 0.0,
+                 dense_weight: float = 0.0) -> None:
         self.l2 = l2
         self.dtype = dtype
         self.binarize = binarize
         self.side_weight = side_weight  # g: weight of the side-information rows
+        self.dense_weight = dense_weight  # g_e: weight of the dense (embedding) side-information rows
 
-    def fit(self, X: sp.spmatrix, side: sp.spmatrix | None = None) -> "EASE":
-        """``side``: optional item × feature matrix (rows aligned with X's columns)."""
+    def fit(self, X: sp.spmatrix, side: sp.spmatrix | None = None, dense: np.ndarray | None = None) -> "EASE":
+        """``side``: optional item × feature matrix (rows aligned with X's columns); ``dense``:
+        optional item × d matrix (e.g. reduced text embeddings), stacked as ``g_e · denseᵀ`` rows,
+        which adds ``g_e² · dense denseᵀ`` to the gram: semantics shapes B for warm and cold items."""
         R = _binarize(X) if self.binarize else sp.csr_matrix(X)
         if side is not None and self.side_weight > 0 and side.shape[1] > 0:
             if side.shape[0] != R.shape[1]:
                 raise ValueError(f"side has {side.shape[0]} item rows, X has {R.shape[1]} items")
             R = sp.vstack([R, self.side_weight * sp.csr_matrix(side, dtype=np.float32).T]).tocsr()
         P = gram_matrix(R, dtype=self.dtype)
+        if dense is not None and self.dense_weight > 0 and dense.shape[1] > 0:
+            if dense.shape[0] != P.shape[0]:
+                raise ValueError(f"dense has {dense.shape[0]} item rows, X has {P.shape[0]} items")
+            add_outer_inplace(P, np.asarray(dense, self.dtype) * self.dtype(self.dense_weight))
         P[np.diag_indices_from(P)] += self.l2
         P = inverse_spd_inplace(P)
         d = np.diag(P).copy()

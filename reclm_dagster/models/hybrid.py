@@ -51,6 +51,10 @@ class HybridConfig:
     ease_l2: float = 200.0
     side_weight: float = 1.0  # g: weight of item features stacked under X in EASE (0 = plain EASE)
     side_weighting: str = "log_users"  # item feature values: 'binary' or 'log_users' (1 + log #users who said it)
+    # g_e: weight of the items' text embeddings (PCA to dense_dims, unit rows) stacked under X in
+    # EASE next to the sparse features (0 = off): the encoder's semantics shaping B itself.
+    dense_weight: float = 0.0
+    dense_dims: int = 64
     # Fusion weights over per-user z-scores; CF leads because behaviour is the
     # strongest signal where it exists, text and words break its ties and reach cold items.
     weights: dict[str, float] = field(default_factory=lambda: {"cf": 1.0, "text": 0.1, "lexical": 0.1, "kg": 0.0})
@@ -81,7 +85,7 @@ class HybridConfig:
         if self.cf_model == "itemknn":
             return {"cf_model": "itemknn", "k_neighbors": self.k_neighbors}
         return {"cf_model": self.cf_model, "ease_l2": self.ease_l2, "side_weight": self.side_weight,
-                "side_weighting": self.side_weighting}
+                "side_weighting": self.side_weighting, "dense_weight": self.dense_weight, "dense_dims": self.dense_dims}
 
 
 
@@ -130,6 +134,23 @@ class UserText:
         return cls(l2_rows(vectors).astype(np.float32), tokens, features)
 
 
+def reduced_rows(vectors: np.ndarray, dims: int) -> np.ndarray:
+    """Item vectors centred, projected on their top ``dims`` principal axes, rows back to unit length.
+
+    Centring removes what every item shares (MiniLM vectors all lean one way), so the dense
+    rows' gram links items by what distinguishes them; zero rows (no text) stay zero.
+    """
+    V = np.asarray(vectors, np.float64)
+    has = np.linalg.norm(V, axis=1) > 0
+    out = np.zeros((len(V), min(dims, V.shape[1])), np.float32)
+    if has.sum() < 2:
+        return out
+    C = V[has] - V[has].mean(axis=0)
+    _, _, Vt = np.linalg.svd(C, full_matrices=False)
+    out[has] = l2_rows(C @ Vt[: out.shape[1]].T)
+    return out
+
+
 class HybridRecommender:
     """Fit on a train matrix plus item/user text; score user batches per signal."""
 
@@ -149,7 +170,8 @@ class HybridRecommender:
         side information for EASE and the entities of the ``kg`` signal."""
         cfg = self.config
         if cfg.cf_model == "ease":
-            self.cf_ = EASE(l2=cfg.ease_l2, side_weight=cfg.side_weight).fit(X, side=side)
+            dense = reduced_rows(item_vectors, cfg.dense_dims) if cfg.dense_weight > 0 else None
+            self.cf_ = EASE(l2=cfg.ease_l2, side_weight=cfg.side_weight, dense_weight=cfg.dense_weight).fit(X, side=side, dense=dense)
         elif cfg.cf_model == "itemknn":
             self.cf_ = ItemKNN(k_neighbors=cfg.k_neighbors).fit(X)
         else:

@@ -65,3 +65,21 @@ def test_evaluation_reports_both_ablations_tuned_on_validation():
     off = offline_evaluation(tables, EvaluationProtocol(valid_fraction=0.2, test_fraction=0.2, ks=(5, 10), cold_users=False,
                                                         mmr_lambda=None, ablations=False), HybridConfig(), baselines=())
     assert not set(ablation.ABLATIONS) & set(off.wide().index)
+
+
+def test_when_ease_reads_embeddings_the_ablations_refit_it_without_the_transformer():
+    from dataclasses import replace
+
+    tables = _tables(2)
+    # a "transformer" whose item vectors differ from the bag of words the ablation swaps in
+    tables = replace(tables, item_vectors=np.random.default_rng(2).normal(size=tables.item_vectors.shape).astype(np.float32))
+    train = tables.interactions
+    config = HybridConfig(side_weight=1.0, dense_weight=2.0, dense_dims=8)
+    model, matrix = fit_hybrid(tables, train, config=config)
+    plain, _ = fit_hybrid(tables, train, config=HybridConfig(side_weight=1.0))
+    assert not np.allclose(model.cf_.B_, plain.cf_.B_)  # the embeddings do shape B
+    variants = ablation.ablation_models(model, tables, matrix.users, matrix.items, matrix.X)
+    no_text, lexical = variants[ablation.NO_TEXT][0], variants[ablation.LEXICAL][0]
+    assert np.allclose(no_text.cf_.B_, plain.cf_.B_, atol=1e-5) and no_text.config.dense_weight == 0
+    assert lexical.cf_ is not model.cf_ and not np.allclose(lexical.cf_.B_, model.cf_.B_)
+    assert model.cf_.B_ is not None and model.config.dense_weight == 2.0  # the hybrid itself untouched

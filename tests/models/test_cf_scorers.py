@@ -129,3 +129,23 @@ def test_popularity_counts_distinct_users():
     s = Popularity().fit(X).score(np.array([0, 2]), X)
     assert s.shape == (2, 3) and s.dtype == np.float32
     np.testing.assert_array_equal(s[0], [2, 0, 2])
+
+
+def test_ease_dense_side_information_is_stacked_rows():
+    """Dense side information equals stacking g_e·Eᵀ under X as pseudo-users, and links cold items."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from reclm_dagster.models.ease import EASE
+
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix((rng.random((30, 6)) < 0.4).astype(np.float32))
+    X[:, 5] = 0  # item 5: cold, nobody consumed it
+    X.eliminate_zeros()
+    E = rng.normal(size=(6, 3)).astype(np.float32)
+    E[5] = E[0]  # ...but it reads like item 0
+    dense = EASE(l2=5.0, dense_weight=0.7, dtype=np.float64).fit(X, dense=E)
+    stacked = EASE(l2=5.0, dtype=np.float64, binarize=False).fit(sp.vstack([X, sp.csr_matrix(0.7 * E.T)]))
+    assert np.allclose(dense.B_, stacked.B_)
+    plain = EASE(l2=5.0, dtype=np.float64).fit(X)
+    assert np.allclose(plain.B_[:, 5], 0) and abs(dense.B_[0, 5]) > 1e-3  # the cold item is reachable only with E
