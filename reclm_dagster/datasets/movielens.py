@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import hetrec
-from .readers import read_delimited, with_provenance
+from .readers import read_delimited, scan_lines, with_provenance
 from .schema import Dataset, validate
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def load(folder: Path, name: str | None = None, hetrec_dir: Path | str | bool | 
     items, genres = catalogue(movies)
     items = _add_links(folder, items, bad)
 
-    interactions = read_ratings_csv(folder / "ratings.csv")
+    interactions = read_ratings_csv(folder / "ratings.csv", bad)
 
     descriptions = None
     if (folder / "tags.csv").is_file():
@@ -108,14 +108,21 @@ def load(folder: Path, name: str | None = None, hetrec_dir: Path | str | bool | 
     return validate(ds)
 
 
-def read_ratings_csv(path: Path) -> pd.DataFrame:
+def read_ratings_csv(path: Path, bad: list | None = None) -> pd.DataFrame:
     """ratings.csv as interactions. Numeric dtypes first: 2-3x faster and far smaller than strings
-    on 32M rows; a file with a non-numeric value is re-read as text so validate can quarantine it."""
-    try:
-        ratings = pd.read_csv(path, dtype=RATING_DTYPES, engine="c")
-    except (ValueError, TypeError):
-        ratings = pd.read_csv(path, dtype=str, keep_default_na=False)
-    ratings = with_provenance(ratings, path.name, np.arange(2, len(ratings) + 2))
+    on 32M rows; a file with a non-numeric value, or a NUL byte (which the C parser silently ends a
+    field at: '1\0' would read as user 1), is read by ``read_delimited`` so its rows are quarantined."""
+    ratings = None
+    if not scan_lines(path)[1]:
+        try:
+            ratings = pd.read_csv(path, dtype=RATING_DTYPES, engine="c")
+            ratings = with_provenance(ratings, path.name, np.arange(2, len(ratings) + 2))
+        except (ValueError, TypeError):
+            ratings = None
+    if ratings is None:
+        ratings, q = read_delimited(path)
+        if bad is not None:
+            bad.append(q)
     return ratings.rename(columns={"userId": "user_id", "movieId": "item_id", "rating": "weight"})
 
 

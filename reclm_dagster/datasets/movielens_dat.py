@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .movielens import catalogue, concat_quarantine, tag_descriptions
-from .readers import first_line, read_dat, read_delimited, with_provenance
+from .readers import first_line, read_dat, read_delimited, scan_lines, with_provenance
 from .schema import Dataset, validate
 
 # u.genre as shipped with ml-100k, used only when the file is missing.
@@ -111,22 +111,15 @@ def read_ratings_dat(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     numbers); otherwise ``read_dat`` finds and quarantines the faulty lines.
     """
     path = Path(path)
+    n_lines, has_nul = scan_lines(path)
     try:
-        df = pd.read_csv(path, sep=":", header=None, names=range(7), usecols=[0, 2, 4, 6], engine="c",
-                         dtype={0: "int64", 2: "int64", 4: "float64", 6: "int64"})
+        # the C parser ends a field at a NUL byte ('1\0' reads as 1): such files go line by line
+        df = None if has_nul else pd.read_csv(path, sep=":", header=None, names=range(7), usecols=[0, 2, 4, 6],
+                                              engine="c", dtype={0: "int64", 2: "int64", 4: "float64", 6: "int64"})
     except (ValueError, pd.errors.ParserError):
         df = None
-    if df is not None and len(df) == _count_lines(path):
+    if df is not None and len(df) == n_lines:
         df.columns = RATING_COLUMNS
         empty = pd.DataFrame(columns=["source_file", "line", "field", "value", "reason"])
         return with_provenance(df, path.name, np.arange(1, len(df) + 1)), empty
     return read_dat(path, RATING_COLUMNS)
-
-
-def _count_lines(path: Path) -> int:
-    n, last = 0, b""
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 24), b""):
-            n += chunk.count(b"\n")
-            last = chunk[-1:]
-    return n + (1 if last and last != b"\n" else 0)

@@ -281,3 +281,14 @@ def numeric_extras(df: pd.DataFrame, schema_cols) -> pd.DataFrame:
         if s.notna().any() and num[s.notna()].notna().all():
             df[col] = num
     return df
+
+
+def scan_lines(path: Path) -> tuple[int, bool]:
+    """``(number of lines, whether any NUL byte)`` in one pass over the file."""
+    n, last, nul = 0, b"", False
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 24), b""):
+            n += chunk.count(b"\n")
+            nul = nul or b"\0" in chunk
+            last = chunk[-1:]
+    return n + (1 if last and last != b"\n" else 0), nul

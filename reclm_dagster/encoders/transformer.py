@@ -88,6 +88,17 @@ def _name_from_folder(folder: Path) -> str:
     return folder.name
 
 
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens only (padding masked out), then unit length: (batch, dim) float32.
+
+    Shared with encoders/finetune.py so a fine-tuned model is trained on exactly the vectors it serves.
+    """
+    hidden = hidden.float()
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
 class TransformerEncoder:
     """Encode texts into unit-length float32 vectors with a local transformer.
 
@@ -207,12 +218,8 @@ class TransformerEncoder:
                     input_ids[r, : len(seq)] = seq
                     mask[r, : len(seq)] = 1
                 input_ids, mask = torch.from_numpy(input_ids), torch.from_numpy(mask)
-                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
-                # Mean over real tokens only (padding masked out), then unit length.
-                m = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                out[idx] = pooled.numpy()
+                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                out[idx] = mean_pool(hidden, mask).numpy()
                 bar.update(len(batch))
             bar.close()
         return out

@@ -141,3 +141,24 @@ def test_a_column_named_twice_is_an_error_not_a_silent_rename(tmp_path, header):
     write(tmp_path, **{"interactions.csv": f"{header}\nu1,i1,1,5\n"})
     with pytest.raises(DatasetError, match=r"^interactions\.csv line 1: column 'weight' appears twice"):
         folder.load(tmp_path)
+
+
+def test_nul_bytes_in_movielens_ratings_are_quarantined_not_truncated(tmp_path):
+    """The fast numeric readers end a field at a NUL ('1\\0' read as user 1): such files go row by row."""
+    from reclm_dagster.datasets import movielens, movielens_dat
+
+    csv_dir = tmp_path / "csv"
+    csv_dir.mkdir()
+    (csv_dir / "movies.csv").write_text("movieId,title,genres\n1,A (2001),Drama\n2,B (2002),Drama\n")
+    (csv_dir / "ratings.csv").write_bytes(b"userId,movieId,rating,timestamp\n1\x00,1,4,100\n1,2,3,101\n2,1,5,102\n")
+    ds = movielens.load(csv_dir, "csv", hetrec_dir=False)
+    assert sorted(zip(ds.interactions["user_id"], ds.interactions["item_id"])) == [("1", "2"), ("2", "1")]
+    assert set(zip(ds.quarantine["source_file"], ds.quarantine["line"])) == {("ratings.csv", 2)}
+
+    dat_dir = tmp_path / "dat"
+    dat_dir.mkdir()
+    (dat_dir / "movies.dat").write_text("1::A (2001)::Drama\n2::B (2002)::Drama\n")
+    (dat_dir / "ratings.dat").write_bytes(b"1\x00::1::4::100\n1::2::3::101\n2::1::5::102\n")
+    ds = movielens_dat.load_dat(dat_dir, "dat")
+    assert sorted(zip(ds.interactions["user_id"], ds.interactions["item_id"])) == [("1", "2"), ("2", "1")]
+    assert set(zip(ds.quarantine["source_file"], ds.quarantine["line"])) == {("ratings.dat", 1)}
