@@ -12,6 +12,7 @@ import time
 
 from reclm_dagster import cli_args, settings
 from reclm_dagster.cli_kg import KGExportError, add_kg_parser
+from reclm_dagster.cli_queries import format_query_table, query_retrieval_report
 from reclm_dagster.datasets.schema import DatasetError
 from reclm_dagster.serving import ReclmError
 
@@ -117,15 +118,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if test == 0 or valid + test >= 1:
         raise ReclmError("need --test-fraction above 0 and --valid-fraction + --test-fraction below 1 (some must be left to train on)")
     # Re-use stored tokens and embeddings when this dataset was embedded with the same encoder.
-    upstream_done = _embedded_with(args.dataset, args.encoder)
-    names = ["evaluation"] if upstream_done else [
-        "items", "interactions", "descriptions", "catalogue_facts", "user_links", "quarantine",
-        "text_tokens", "text_embeddings", "evaluation",
-    ]
-    _execute(args.dataset, args.encoder, args.log_level, asset_names=names, ops_config={"evaluation": {"config": overrides}})
+    if not _embedded_with(args.dataset, args.encoder):
+        _execute(args.dataset, args.encoder, args.log_level, asset_names=[
+            "items", "interactions", "descriptions", "catalogue_facts", "user_links", "quarantine",
+            "text_tokens", "text_embeddings"])
     import duckdb
 
     from reclm_dagster import store
+    from reclm_dagster.datasets.schema import DatasetError
+    from reclm_dagster.evaluation.offline import EvaluationProtocol, require_evaluable_users
+
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
+        interactions = store.read_df(con, settings.schema_name(args.dataset), "interactions")
+    try:  # nobody to hold out (e.g. 974 users with 1,000 ratings): say so before any run starts
+        require_evaluable_users(interactions, EvaluationProtocol.from_config({"evaluation": {
+            **settings.load_config().get("evaluation", {}), **overrides}}))
+    except DatasetError as e:
+        if not args.queries:
+            raise
+        print(f"reclm: {str(e).split('; free-text')[0]}; evaluating free-text requests only", file=sys.stderr)
+        q = query_retrieval_report(args.dataset, args.encoder)
+        print(json.dumps({"dataset": args.dataset, "query_retrieval": q}, indent=2, ensure_ascii=False) if args.json
+              else format_query_table(q))
+        return 0
+    _execute(args.dataset, args.encoder, args.log_level, asset_names=["evaluation"], ops_config={"evaluation": {"config": overrides}})
 
     with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
         report = json.loads(store.read_df(con, settings.schema_name(args.dataset), "evaluation_report")["json"].iloc[0])
@@ -140,40 +156,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.queries:
             print("\n" + format_query_table(report["query_retrieval"]))
     return 0
-
-
-def query_retrieval_report(dataset: str, encoder_name: str) -> dict:
-    """Held-out descriptions as free-text requests: BM25 vs the encoder vs both (evaluation/queries.py).
-
-    Uses the stored catalogue and descriptions; embeddings go through the store's cache.
-    The table is also stored as ``query_evaluation``.
-    """
-    import duckdb
-
-    from reclm_dagster import store
-    from reclm_dagster.defs.resources import load_encoder
-    from reclm_dagster.evaluation.queries import CachedEncoder, evaluate_query_retrieval
-
-    schema = settings.schema_name(dataset)
-    with duckdb.connect(str(settings.duckdb_path())) as con:
-        items, facts, descriptions = (store.read_df(con, schema, t) for t in ("items", "catalogue_facts", "descriptions"))
-        encoder = CachedEncoder(load_encoder(encoder_name or "", 64, "auto"), con)
-        result = evaluate_query_retrieval(f"{dataset}/{'+'.join(sorted(set(descriptions['kind'])))}", items, facts,
-                                          descriptions, encoder, fusion=("zscore", "rrf"))
-        store.replace_tables(con, schema, {"query_evaluation": result.table})
-    wide = result.table.pivot_table(index="model", columns="metric", values="value", sort=False)
-    return {"task": str(result.table["task"].iloc[0]), "n_queries": int(result.table["n_queries"].iloc[0]),
-            "n_items": result.n_items, "encoder": encoder.version, "fusion_weight": result.fusion_weight,
-            "models": {m: {k: float(v) for k, v in row.items()} for m, row in wide.iterrows()}}
-
-
-def format_query_table(q: dict) -> str:
-    lines = [f"free-text requests: {q['task']} ({q['n_queries']} held-out descriptions as queries, "
-             f"{q['n_items']} items, full ranking; encoder {q['encoder']})", "model        Recall@10     MRR",
-             "----------  ---------  ------"]
-    for model, m in q["models"].items():
-        lines.append(f"{model:<10}  {m.get('recall@10', float('nan')):9.4f}  {m.get('mrr', float('nan')):6.4f}")
-    return "\n".join(lines)
 
 
 def print_summary(dataset: str, run_id: str, seconds: float) -> None:

@@ -97,3 +97,30 @@ def test_douban_small_says_no_user_can_be_evaluated(shared_data_dir):
     ds = load_dataset(folder.name, shared_data_dir)
     with pytest.raises(DatasetError, match=r"^no user can be evaluated: .* of 974 users none has that many .*reclm eval --queries"):
         offline_evaluation(tables_of(ds.items, ds.interactions), EvaluationProtocol(), HybridConfig())
+
+
+@pytest.mark.e2e
+def test_eval_without_evaluable_users_says_so_and_still_evaluates_requests(tmp_path, monkeypatch, capsys):
+    """Douban-small's shape (every user with one or two ratings, comments on films): `reclm eval`
+    refuses in one line before any evaluation run; with --queries it evaluates the requests only."""
+    import json
+
+    from reclm_dagster.cli import main
+
+    monkeypatch.setenv("RECLM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RECLM_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "data" / "sparse"
+    write_catalogue(folder, n_users=40, per_user=2)
+    words = ("funny robots", "space opera", "slow romance", "dark thriller")
+    rows = [f"d{u}-{i},u{u},i{i},review,{words[i % 4]} number {i}" for u in range(40) for i in (u % 24, (u + 5) % 24)]
+    (folder / "descriptions.csv").write_text("description_id,user_id,item_id,kind,text\n" + "\n".join(rows) + "\n")
+    assert main(["eval", "--dataset", "sparse"]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # (the encoding progress bar comes before it)
+    assert last.startswith("reclm: no user can be evaluated") and "reclm eval --queries" in last
+    assert "Traceback" not in err
+    assert main(["eval", "--dataset", "sparse", "--queries", "--json"]) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert "evaluating free-text requests only" in out.err
+    assert report["query_retrieval"]["n_queries"] > 0 and "bm25" in report["query_retrieval"]["models"]

@@ -187,6 +187,11 @@ def _hybrid_params(config: HybridConfig, model) -> dict[str, dict]:
     }
 
 
+def require_evaluable_users(interactions: pd.DataFrame, protocol: EvaluationProtocol) -> None:
+    """``DatasetError`` in one line when the protocol's split would hold out nothing to test on."""
+    _require_evaluable_users(interactions, split_for(interactions, protocol)[1], protocol)
+
+
 def _require_evaluable_users(interactions: pd.DataFrame, counts: SplitCounts, protocol: EvaluationProtocol) -> None:
     """One clear line when the split holds out nothing to test on (header-only or all-unknown
     interactions; douban-moviedata-small, whose 974 users have 1,000 ratings): otherwise every
