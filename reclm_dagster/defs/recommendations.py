@@ -10,6 +10,8 @@ from dagster_duckdb import DuckDBResource
 from reclm_dagster import checks, settings, store
 from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
 from reclm_dagster.kg import KnowledgeGraph, explain_many
+from reclm_dagster.kg.coverage import credible_evidence
+from reclm_dagster.kg.evidence import tag_user_counts
 from reclm_dagster.kg.build import node_type, node_value
 from reclm_dagster.kg.coverage import explanation_coverage
 
@@ -59,7 +61,7 @@ def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
     with duckdb.get_connection() as con:
         recs = store.read_df(con, schema, "user_item_scores", where=f"rank <= {length}")
         interactions = store.read_df(con, schema, "interactions", "user_id, item_id, weight")
-        descriptions = store.read_df(con, schema, "descriptions", "description_id, user_id, item_id")
+        descriptions = store.read_df(con, schema, "descriptions", "description_id, user_id, item_id, kind, text")
         tokens = store.read_df(con, schema, "text_tokens", "source, id, tokens")
         items = store.read_df(con, schema, "items", "item_id, title, domain")
         kg = store.read_knowledge_graph(con, schema)
@@ -67,7 +69,7 @@ def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
                     if store.table_exists(con, schema, "kg_mentions") else None)
     titles = dict(zip(items["item_id"].astype(str), items["title"].astype(str)))
     explained = explain_many(recs, interactions, kg, matched_terms_fn=matched_terms_fn(descriptions, tokens), titles=titles,
-                             mentions=mentions)
+                             mentions=mentions, descriptions=descriptions)
     facts = facts_by_item(kg, recs["item_id"].unique())
     table = explained.merge(items, on="item_id", how="left")
     table["facts"] = table["item_id"].map(facts).fillna("{}")
@@ -77,6 +79,8 @@ def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
     kinds = table["explanation_kind"].value_counts(normalize=True).round(3).to_dict()
     # coverage counts only top-10 items whose stated path was verified edge by edge in the graph
     coverage = explanation_coverage(table, kg, k=10, interactions=interactions, mentions=mentions)
+    # ...and how many cite something credible: a catalogue fact, a tag ≥ MIN_TAG_USERS people gave, the user's own words
+    credible = credible_evidence(table, kg, 10, tag_user_counts(descriptions, mentions), mentions)
     shown = table[["user_id", "rank", "title", "score", "explanation"]]
     return dg.MaterializeResult(
         metadata=table_meta(
@@ -85,6 +89,7 @@ def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
             list_length=length,
             explanation_coverage_top10=round(float(coverage["coverage"]), 4),
             explanation_unfaithful=int(coverage["unfaithful"]),
+            explanation_credible_top10=round(float(credible["credible"]), 4),
             **{f"explanation_kind/{k}": v for k, v in kinds.items()},
         )
     )

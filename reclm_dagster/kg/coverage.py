@@ -10,7 +10,13 @@ say what the text claims about this user and this item —
 - ``friend``: a friend_of edge touching the user, whose other end consumed the item;
 - ``mention``: an edge from the recommended item to an entity the user mentioned (kg_mentions).
 
-Without ``interactions`` / ``mentions`` the user-side evidence is not checked (edges still are).
+A path may carry a second piece of evidence after the one its kind names (the user's own words,
+another shared entity); each piece is checked the same way. Without ``interactions`` /
+``mentions`` the user-side evidence is not checked (edges still are).
+
+:func:`credible_evidence` measures what the explanations cite: the share whose evidence is
+credible (a catalogue fact, a tag enough users gave, the user's own words; never profanity or
+noise — :mod:`reclm_dagster.kg.evidence`).
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from reclm_dagster.kg.build import CO_CONSUMED, FRIEND_OF, KnowledgeGraph, item_node, user_node
-from reclm_dagster.kg.explain import verify_path
+from reclm_dagster.kg.build import KnowledgeGraph, item_node, user_node
+from reclm_dagster.kg.evidence import NEW_RULE, EvidenceRule, split_pieces
+from reclm_dagster.kg.explain import credibility, verify_path
 
 
 def _path(value) -> list[tuple[str, str, str]]:
@@ -48,6 +55,38 @@ def _mentioned(mentions: pd.DataFrame | None) -> dict[str, set[str]] | None:
     return out
 
 
+# The leading piece each kind must start with, and what to say when it does not.
+_LEAD = {
+    "shared_entity": ("shared", "shared_entity path is not liked item -> entity <- candidate"),
+    "co_consumed": ("co", "co_consumed path is not one co-consumption edge of the candidate"),
+    "friend": ("friend", "friend path is not a friend_of edge of the user"),
+    "mention": ("mention", "mention path is not candidate -> entity"),
+}
+
+
+def _check_piece(user: str, item: str, piece: str, edges: list[tuple[str, str, str]],
+                 consumed: Mapping[str, set[str]] | None, mentioned: Mapping[str, set[str]] | None) -> str:
+    cand, me = item_node(item), user_node(user)
+    history = consumed.get(user, set()) if consumed is not None else None
+    (h, _, t) = edges[0]
+    if piece == "shared":
+        if history is not None and h[5:] not in history:
+            return "shared_entity starts from an item the user did not consume"
+    elif piece == "co":
+        if cand not in (h, t):
+            return _LEAD["co_consumed"][1]
+        if history is not None and (t if h == cand else h)[5:] not in history:
+            return "co_consumed partner was not consumed by the user"
+    elif piece == "friend":
+        if me not in (h, t):
+            return _LEAD["friend"][1]
+        if consumed is not None and item not in consumed.get((t if h == me else h)[5:], set()):
+            return "the friend did not consume the item"
+    elif mentioned is not None and t not in mentioned.get(user, set()):
+        return "the user never mentioned the entity"
+    return ""
+
+
 def check_explanation(
     user: str,
     item: str,
@@ -57,37 +96,25 @@ def check_explanation(
     consumed: Mapping[str, set[str]] | None = None,
     mentioned: Mapping[str, set[str]] | None = None,
 ) -> str:
-    """'' when the explanation is faithful, else the reason it is not."""
+    """'' when the explanation is faithful, else the reason it is not.
+
+    The path is its pieces of evidence in order (:func:`reclm_dagster.kg.evidence.split_pieces`):
+    the one the kind names first, then e.g. the user's own words; each piece is checked.
+    """
     if not path:
         return "no path"
     if not verify_path(kg, path):
         return "edge not in the triples"
-    cand, me = item_node(item), user_node(user)
-    history = consumed.get(user, set()) if consumed is not None else None
-    if kind == "shared_entity":
-        if len(path) != 2 or path[0][2] != path[1][2] or path[1][0] != cand:
-            return "shared_entity path is not liked item -> entity <- candidate"
-        if history is not None and path[0][0][5:] not in history:
-            return "shared_entity starts from an item the user did not consume"
-    elif kind == "co_consumed":
-        (h, rel, t), = path if len(path) == 1 else [(None, None, None)]
-        if rel != CO_CONSUMED or cand not in (h, t):
-            return "co_consumed path is not one co-consumption edge of the candidate"
-        other = t if h == cand else h
-        if history is not None and other[5:] not in history:
-            return "co_consumed partner was not consumed by the user"
-    elif kind == "friend":
-        (h, rel, t), = path if len(path) == 1 else [(None, None, None)]
-        if rel != FRIEND_OF or me not in (h, t):
-            return "friend path is not a friend_of edge of the user"
-        friend = (t if h == me else h)[5:]
-        if consumed is not None and item not in consumed.get(friend, set()):
-            return "the friend did not consume the item"
-    elif kind == "mention":
-        if len(path) != 1 or path[0][0] != cand:
-            return "mention path is not candidate -> entity"
-        if mentioned is not None and path[0][2] not in mentioned.get(user, set()):
-            return "the user never mentioned the entity"
+    if kind not in _LEAD:
+        return ""
+    lead, shape = _LEAD[kind]
+    pieces = split_pieces(path, item)
+    if not pieces or pieces[0][0] != lead:
+        return shape
+    for piece, edges in pieces:
+        problem = _check_piece(str(user), str(item), piece, edges, consumed, mentioned)
+        if problem:
+            return problem
     return ""
 
 
@@ -138,6 +165,52 @@ def explanation_coverage(
         "coverage": round(float(report["verified"].mean()), 4) if n else 0.0,
         "unfaithful": int((stated & ~report["verified"]).sum()),
         "kinds": {str(a): float(b) for a, b in kinds.items()},
+    }
+
+
+def credible_evidence(
+    recs: pd.DataFrame,
+    kg: KnowledgeGraph,
+    k: int = 10,
+    tag_users: Mapping[str, int] | None = None,
+    mentions: pd.DataFrame | None = None,
+    rule: EvidenceRule = NEW_RULE,
+) -> dict[str, object]:
+    """Share of top-k explanations citing credible evidence, judged by ``rule`` whatever rule made them.
+
+    A row is credible when a piece of its verified path is a clean catalogue fact, a clean tag
+    that ``rule.min_tag_users`` users gave (``tag_users``), or an entity the user mentioned
+    (``mentions``; without it, mention pieces are taken at their word). Co-consumption and
+    friends are evidence but not words. ``cites_anything``: rows that are not 'popular'.
+    """
+    rows = recs[recs["rank"] <= k] if "rank" in recs else recs
+    cred, said = credibility(kg, tag_users, rule), _mentioned(mentions)
+    sources, n_pieces = [], []
+    for user, item, p in zip(rows["user_id"].astype(str), rows["item_id"].astype(str), rows["explanation_path"]):
+        path = _path(p)
+        pieces = (split_pieces(path, item) or []) if verify_path(kg, path) else []
+        n_pieces.append(len(pieces))
+        found = ""
+        for piece, edges in pieces:
+            eid = edges[0][2]
+            own = said is None or eid in said.get(user, set())
+            if piece == "shared":
+                found = cred.source(eid, edges, said=said is not None and own)
+            elif piece == "mention" and own and cred.clean(eid):
+                found = "own_words"
+            if found:
+                break
+        sources.append(found)
+    n = len(rows)
+    by = pd.Series(sources, dtype=object).value_counts()
+    return {
+        "k": int(k),
+        "n_rows": int(n),
+        "credible": round(sum(1 for s in sources if s) / n, 4) if n else 0.0,
+        "cites_anything": round(float((rows["explanation_kind"] != "popular").mean()), 4) if n else 0.0,
+        "credible_by": {str(s): round(int(c) / n, 4) for s, c in by.items() if s},
+        "mean_pieces": round(sum(n_pieces) / n, 3) if n else 0.0,
+        "max_pieces": int(max(n_pieces, default=0)),
     }
 
 

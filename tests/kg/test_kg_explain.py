@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from reclm_dagster.kg.build import build_knowledge_graph, co_consumption_triples
+from reclm_dagster.kg.evidence import OLD_RULE
 from reclm_dagster.kg.explain import explain, explain_many, item_facts, verify_path
 
 
@@ -29,14 +30,20 @@ def kg(items, facts, user_links, train):
 
 def test_shared_director_beats_shared_genre(kg):
     # V3 (liked more) only shares the genre with V2; V1 shares the director.
+    # The genre Inception also shares follows as a second piece of evidence.
     exp = explain([("V3", 5.0), ("V1", 1.0)], "V2", kg)
     assert exp.kind == "shared_entity"
-    assert exp.text == "Because you liked Inception: same director Christopher Nolan"
+    assert exp.text == "Because you liked Inception: same director Christopher Nolan; also Science-Fiction"
     assert exp.path == [
         ("item:V1", "directed_by", "person:christopher nolan"),
         ("item:V2", "directed_by", "person:christopher nolan"),
+        ("item:V1", "has_genre", "genre:science fiction"),
+        ("item:V2", "has_genre", "genre:science fiction"),
     ]
     assert verify_path(kg, exp.path)
+    # The old rule (one piece, issue 11 before) still gives the one-reason sentence.
+    old = explain([("V3", 5.0), ("V1", 1.0)], "V2", kg, rule=OLD_RULE)
+    assert old.text == "Because you liked Inception: same director Christopher Nolan" and len(old.path) == 2
 
 
 def test_genre_used_when_nothing_more_specific(kg):
