@@ -9,6 +9,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config):
+    # Generated-input tests are the same examples on every run (CI must not be a lottery);
+    # HYPOTHESIS_PROFILE=explore searches fresh random examples, many more of them.
+    from hypothesis import settings
+
+    settings.register_profile("repeatable", derandomize=True, database=None, max_examples=60)
+    settings.register_profile("explore", derandomize=False, max_examples=2000)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
     # Before any reclm module reads settings: nothing a test writes lands in the repository.
     import tempfile
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,7 @@ def _read_exact(text: str, source: str, sep: str, quoting: int) -> tuple[pd.Data
     # No field can be longer than the file: a 1 MB review is text, not the csv module's
     # default 131,072-character limit.
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    text, stray_cr = _hide_stray_cr(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
     try:
         header = [h.strip() for h in next(reader)]
@@ -206,6 +208,8 @@ def _read_exact(text: str, source: str, sep: str, quoting: int) -> tuple[pd.Data
         last = reader.line_num
         for rec in reader:
             start, last = last + 1, reader.line_num
+            if stray_cr:
+                rec = [v.replace(stray_cr, "\r") for v in rec]
             if not rec or (len(rec) == 1 and not rec[0].strip()):
                 continue  # blank line
             if len(rec) != len(header):
@@ -221,6 +225,20 @@ def _read_exact(text: str, source: str, sep: str, quoting: int) -> tuple[pd.Data
         raise DatasetError(f"{source} line {reader.line_num}: cannot be read as {sep!r}-separated text ({exc})") from None
     df = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header, dtype=object)
     return with_provenance(df, source, lines), _bad_rows(bad)
+
+
+def _hide_stray_cr(text: str) -> tuple[str, str]:
+    """In a file whose records end in LF or CRLF, a lone CR is a character of its field.
+
+    The csv module would end the record there and read the rest of the line as a new
+    record ('0\\r#1,i1' -> a row '0' and a row '#1,i1': a user invented from a fragment).
+    The CR is swapped for a character absent from the file while parsing, then put back.
+    A file that uses lone CRs as its only line ends (classic Mac) is left as it is.
+    """
+    if "\n" not in text or text.count("\r") == text.count("\r\n"):
+        return text, ""
+    sentinel = next(chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
+    return re.sub("\r(?!\n)", sentinel, text), sentinel
 
 
 def _shown(value: str) -> str:
