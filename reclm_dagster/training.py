@@ -138,7 +138,8 @@ def fit_hybrid(
     items = matrix.items
     item_vectors, item_tokens = item_text_index(tables, items, config, idx)
     # Item features (catalogue facts + what allowed users said): EASE's side information and the KG signal's entities.
-    side, side_names = item_feature_matrix(items, tables.facts, descriptions, description_tokens, weighting=config.side_weighting)
+    side, side_names = item_feature_matrix(items, tables.facts, descriptions, description_tokens, weighting=config.side_weighting,
+                                           description_vectors=description_vectors, merge_threshold=config.tag_merge_threshold)
     model = HybridRecommender(config).fit(matrix.X, item_vectors, item_tokens, user_text, side=side, side_names=side_names)
     model.side_feature_names_ = side_names  # kept for inspection (and the leakage tests)
     model.description_mask_ = mask  # what the fit was allowed to read (with_text_from reads the same)
@@ -179,7 +180,7 @@ def hybrid_config(cfg: dict) -> HybridConfig:
     casts = {"cf_model": str, "k_neighbors": int, "ease_l2": float, "side_weight": float, "side_weighting": str,
              "dense_weight": float, "dense_dims": int,
              "description_share": float, "said_share": float, "short_history_popularity": float,
-             "negative_weight": float}
+             "short_history_half_life": float, "negative_weight": float, "tag_merge_threshold": float}
     values = {k: cast(h[k]) for k, cast in casts.items() if k in h}
     weights = {k: float(v) for k, v in h.get("weights", default.weights).items()}
     return replace(default, weights=weights, **values)

@@ -98,3 +98,22 @@ def test_encoder_comparison_tracks_each_encoder_as_its_own_runs(demo_home, tmp_p
     versions = {r["encoder_version"] for r in runs if r["model"] == "text"}
     assert any(v.startswith("reclm/hashed-bag-of-words@") for v in versions)
     assert any("MiniLM" in v for v in versions)
+    # The encoder is the dataset's setting: runs that name none (schedule, sensor, UI, the CLI
+    # without --encoder) keep it, and `recommend --query` reads requests with it.
+    import duckdb
+
+    from reclm_dagster import settings
+    from reclm_dagster.cli import _embedded_with, _execute
+    from reclm_dagster.defs.resources import stored_encoder_spec
+
+    _execute("demo", None, "WARNING", asset_names=["text_tokens", "text_embeddings"])  # as the nightly refresh does
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
+        schema = settings.schema_name("demo")
+        assert stored_encoder_spec(con, schema) == "lexical"
+        stored = con.execute(f'SELECT DISTINCT encoder_version FROM "{schema}".text_embeddings').fetchall()
+        tokenizers = con.execute(f'SELECT DISTINCT tokenizer FROM "{schema}".text_tokens').fetchall()
+    assert [v for (v,) in stored] == [v for (v,) in tokenizers] and stored[0][0].startswith("reclm/hashed-bag-of-words@")
+    assert _embedded_with("demo", None) and not _embedded_with("demo", "")  # '' = --encoder default (MiniLM)
+    capsys.readouterr()
+    assert main(["recommend", "--dataset", "demo", "--query", "robots in space", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)

@@ -60,6 +60,24 @@ class EvaluationConfig(dg.Config):
     test_fraction: float | None = None
     seed: int | None = None
     method: str | None = None  # random | temporal
+    finetune_steps: int | None = None  # > 0: also hybrid@finetuned (the encoder fine-tuned on the train rows)
+
+
+def finetune_inputs(enc, dataset: str, protocol: EvaluationProtocol) -> tuple[str | None, dict | None]:
+    """``(finetune_base, encoder_recipe)`` for ``offline_evaluation`` from the run's encoder.
+
+    The base is the encoder's folder when it is a transformer (else None: no ``hybrid@finetuned``);
+    the recipe is its fine-tuning record when its weights have seen rows this split holds out.
+    """
+    from reclm_dagster.encoders.finetune import evaluation_conflict, trained_on
+    from reclm_dagster.encoders.transformer import TransformerEncoder
+
+    if not isinstance(enc, TransformerEncoder):
+        return None, None
+    if evaluation_conflict(enc.folder, dataset, protocol.as_params()) is None:
+        return str(enc.folder), None
+    recipe = trained_on(enc.folder) or {}
+    return recipe.get("base_model") or "", recipe  # hybrid@finetuned starts from the same base, not these weights
 
 
 def protocol_for(config: EvaluationConfig | None) -> EvaluationProtocol:
@@ -88,10 +106,20 @@ def evaluation(
     hybrid = hybrid_config(cfg)
     with duckdb.get_connection() as con:
         tables = DatasetTables.load(con, schema)
+        enc = encoder.for_dataset(con, schema)
+    if enc.version != tables.encoder_version:  # name and version are logged from one encoder, or not at all
+        raise dg.Failure(f"{dataset} is embedded with {tables.encoder_version}, this run's encoder is {enc.version}: "
+                         f"materialize text_embeddings with it first (`reclm eval --dataset {dataset} --encoder ...` does)")
     start = time.perf_counter()
-    result = offline_evaluation(tables, protocol, hybrid, progress=True)
+    base, recipe = finetune_inputs(enc, dataset, protocol)
+    if recipe is not None:
+        context.log.warning(f"{tables.encoder_version} was fine-tuned on rows this split holds out: the evaluation "
+                            "measures its recipe, retrained on the split's train rows")
+    result = offline_evaluation(tables, protocol, hybrid, progress=True, dataset=dataset, finetune_base=base,
+                                encoder_recipe=recipe)
     seconds = time.perf_counter() - start
-    metrics = result.metrics.assign(dataset=dataset, encoder_version=tables.encoder_version, dagster_run_id=context.run.run_id)
+    evaluated_with = result.encoder_version or tables.encoder_version
+    metrics = result.metrics.assign(dataset=dataset, encoder_version=evaluated_with, dagster_run_id=context.run.run_id)
     with duckdb.get_connection() as con:
         store.replace_tables(
             con,
@@ -117,15 +145,14 @@ def evaluation(
             },
         )
 
-    enc = encoder.get()
     wide = result.wide("all")
     tuned = result.hybrid_config or replace(hybrid, weights=result.weights)
-    run_ids = log_to_mlflow(mlflow, dataset, result, protocol, tuned.as_params(), enc.name, tables.encoder_version, context.run.run_id)
+    run_ids = log_to_mlflow(mlflow, dataset, result, protocol, tuned.as_params(), enc.name, evaluated_with, context.run.run_id)
     headline = wide[[c for c in HEADLINE if c in wide.columns]].round(4)
     context.log.info(f"evaluation on {dataset} ({protocol.name()}) in {seconds:.1f}s:\n{format_table(result)}")
     meta: dict[str, object] = {
         "protocol": protocol.name(),
-        "encoder_version": tables.encoder_version,
+        "encoder_version": evaluated_with,
         "n_test_users": int(wide["n_users"].iloc[0]) if "n_users" in wide else 0,
         "descriptions_removed_for_leakage": result.n_descriptions_removed,
         "metrics": dg.MetadataValue.md(headline.reset_index().to_markdown(index=False)),

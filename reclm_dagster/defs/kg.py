@@ -82,7 +82,7 @@ def kg_mentions(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encod
         if use_embeddings and len(descriptions):
             from reclm_dagster.encoders import cache as embedding_cache
 
-            model = encoder.get()
+            model = encoder.for_dataset(con, schema)
             linker_encoder = CachedEncoder(lambda texts: embedding_cache.cached_encode(con, model, texts))
         linker = EntityLinker(entities, encoder=linker_encoder, threshold=threshold)
         mentions = link_descriptions(descriptions, linker)

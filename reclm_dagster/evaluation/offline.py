@@ -19,12 +19,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from reclm_dagster.evaluation.ablation import AblationResult, run_ablations
+from reclm_dagster.evaluation.ablation import FINETUNED, AblationResult, finetune_pairs, finetuned_encoder, run_ablations
 from reclm_dagster.evaluation.baselines import BASELINES, EASE_MAX_ITEMS, run_baseline
 from reclm_dagster.evaluation.cold_users import ColdUserProtocol, cold_user_evaluation
 from reclm_dagster.evaluation.diversity import list_diversity, mmr_scorer
 from reclm_dagster.evaluation.protocol import evaluate, metric_rows
-from reclm_dagster.evaluation.tuning import TUNING_METRIC, attach_reranker, fit_tuned_hybrid
+from reclm_dagster.evaluation.tuning import (
+    HALF_LIFE_GRID, TUNING_METRIC, attach_reranker, fit_tuned_hybrid, validation_ndcg,
+)
 from reclm_dagster.evaluation.split import SplitCounts, time_key, split_interactions
 from reclm_dagster.models.hybrid import HybridConfig
 from reclm_dagster.models.matrix import InteractionMatrix
@@ -33,6 +35,9 @@ from reclm_dagster.training import DatasetTables
 # reclm's hybrid, its fusion without the re-ranker and its single signals; popularity is 'pop'.
 MODELS = ("hybrid", "fusion", "cf", "text", "lexical", "kg")
 METHODS = ("random", "temporal")
+# What a fine-tuned encoder's recipe may set when the evaluation retrains it (encoders/finetune.finetune).
+RECIPE_KNOBS = ("steps", "batch_size", "lr", "warmup_fraction", "temperature", "max_grad_norm", "weight_decay",
+                "max_length", "seed")
 
 
 @dataclass
@@ -49,6 +54,7 @@ class EvaluationProtocol:
     rerank: bool = True  # train the learned re-ranker on validation (kept only if it wins there)
     mmr_lambda: float | None = 0.7  # also report KG-aware MMR diversity re-ranking (None: skip)
     ablations: bool = True  # also report hybrid@lexical and hybrid-notext (evaluation/ablation.py)
+    finetune_steps: int = 0  # > 0: also hybrid@finetuned, the encoder fine-tuned on this split's train rows
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -70,6 +76,7 @@ class EvaluationProtocol:
             rerank=bool(e.get("rerank", True)),
             mmr_lambda=None if e.get("mmr_lambda", 0.7) is None else float(e.get("mmr_lambda", 0.7)),
             ablations=bool(e.get("ablations", True)),
+            finetune_steps=int(e.get("finetune_steps", 0)),
         )
 
     def cold_user_protocol(self) -> ColdUserProtocol:
@@ -105,6 +112,7 @@ class EvaluationResult:
     cold_user_tuning: pd.DataFrame = field(default_factory=pd.DataFrame)  # popularity weight -> validation NDCG
     hybrid_config: HybridConfig | None = None  # the hybrid's whole setting as chosen on validation
     model_encoders: dict[str, str] = field(default_factory=dict)  # model -> encoder version, where not the dataset's
+    encoder_version: str = ""  # the encoder the text signals ran with (a recipe's retraining, see offline_evaluation)
 
     def wide(self, slice_: str = "all") -> pd.DataFrame:
         """One row per model (in run order), one column per metric."""
@@ -223,8 +231,20 @@ def offline_evaluation(
     progress: bool = False,
     baselines: tuple[str, ...] = BASELINES,
     ease_max_items: int = EASE_MAX_ITEMS,
+    dataset: str = "",
+    finetune_base: str | None = None,
+    encoder_recipe: dict | None = None,
 ) -> EvaluationResult:
-    """The hybrid, its single signals and the baselines, on one split, tuned on validation, reported on test."""
+    """The hybrid, its single signals and the baselines, on one split, tuned on validation, reported on test.
+
+    ``finetune_base``: the transformer folder (or '' for the packaged MiniLM) that
+    ``hybrid@finetuned`` fine-tunes when ``protocol.finetune_steps`` > 0; None when the dataset's
+    encoder is no transformer (the ablation is then skipped, with the reason).
+    ``encoder_recipe``: the ``TRAINED_ON`` record of a dataset encoder that was fine-tuned on
+    rows this split holds out. Its weights have seen the test pairs, so the evaluation measures
+    its recipe instead: the same fine-tuning on this split's train rows, and every text signal
+    reads that encoder (``EvaluationResult.encoder_version``).
+    """
     split, counts = split_for(tables.interactions, protocol)
     _require_evaluable_users(tables.interactions, counts, protocol)
     train = split[split["split"] == "train"]
@@ -238,6 +258,18 @@ def offline_evaluation(
     X_valid, _ = matrix.align(valid)
     X_test, _ = matrix.align(test)
     history = (X_train + X_valid).tocsr()  # what the user is known to have consumed at test time
+    recipe_params, cold_tables = {}, tables
+    if encoder_recipe is not None:
+        # The cold-user fit holds out rows of the main train split, which the retrained encoder has
+        # seen: it reads the base model instead (no fine-tuning at all, so nothing of theirs).
+        from reclm_dagster.encoders.transformer import TransformerEncoder
+
+        cold_tables = tables.with_encoder(TransformerEncoder(encoder_recipe.get("base_model") or None))
+        train_knobs = {k: v for k, v in (encoder_recipe.get("params") or {}).items() if k in RECIPE_KNOBS}
+        encoder, recipe_params = finetuned_encoder(
+            finetune_pairs(tables, train, mask, int(train_knobs.get("seed", protocol.seed))), protocol, dataset,
+            encoder_recipe.get("base_model") or None, **train_knobs)
+        tables = tables.with_encoder(encoder)
     popularity = np.asarray((X_train > 0).sum(axis=0)).ravel()
     cold = popularity <= protocol.cold_item_max_train
 
@@ -254,10 +286,28 @@ def offline_evaluation(
         # Cold users are left out of a second fit; it also tunes the short-history popularity weight.
         # Its users come from the main split's train rows and it may not see the main split's held-out
         # words, so the popularity prior it tunes (and the hybrid reported on test uses) never saw test data.
-        cold_result = cold_user_evaluation(tables, config, config.ease_l2, protocol.cold_user_protocol(),
-                                           interactions=train, description_mask=mask, progress=progress)
+        # Its p is judged for each fade half-life on the cold users; the main validation users, whose
+        # long histories decide how much of p is left, then pick the half-life (tests never seen).
+        half_life_scores: dict[float, float] = {}
+
+        def choose_half_life(p_for: dict[float, float]) -> float:
+            options = list(p_for.items())
+            scores = validation_ndcg(model, X_train, X_valid, popularity, [
+                replace(config, short_history_popularity=p, short_history_half_life=c) for c, p in options])
+            half_life_scores.update({c: s for (c, _), s in zip(options, scores)})
+            return options[int(np.argmax(scores))][0]
+
+        cold_result = cold_user_evaluation(cold_tables, config, config.ease_l2, protocol.cold_user_protocol(),
+                                           interactions=train, description_mask=mask, progress=progress,
+                                           half_lives=HALF_LIFE_GRID if tuned else None,
+                                           choose_half_life=choose_half_life if tuned else None)
         cold_rows, cold_tuning = list(cold_result.metrics.itertuples(index=False, name=None)), cold_result.tuning
-        config = replace(config, short_history_popularity=cold_result.short_history_popularity)
+        if half_life_scores:
+            cold_tuning = cold_tuning.assign(main_valid_ndcg_at_10=cold_tuning["short_history_half_life"].map(
+                half_life_scores).where(cold_tuning.groupby("short_history_half_life")["ndcg@10"].transform("max")
+                                        == cold_tuning["ndcg@10"]))
+        config = replace(config, short_history_popularity=cold_result.short_history_popularity,
+                         short_history_half_life=cold_result.short_history_half_life)
         model.config = config
         gc.collect()
     reranker_report = {}
@@ -279,15 +329,23 @@ def offline_evaluation(
         rows += metric_rows(name, result)
     if protocol.mmr_lambda is not None and model.kg_ is not None and "hybrid" in models:
         rows += _diversity_rows(model, history, X_train, X_test, protocol, cold, popularity, progress)
-    ablation = AblationResult()
+    ablation, finetuned = AblationResult(), None
     if protocol.ablations and tuned and "hybrid" in models:
+        if protocol.finetune_steps > 0 and finetune_base is None:
+            skipped[FINETUNED] = "the dataset's encoder is not a transformer folder to fine-tune"
+        elif protocol.finetune_steps > 0:
+            finetuned = finetuned_encoder(finetune_pairs(tables, train, mask, protocol.seed), protocol, dataset,
+                                          finetune_base or None)
         ablation = run_ablations(model, tables, matrix.users, matrix.items, X_train, X_valid, X_test, history,
-                                 popularity, cold, protocol, progress)
+                                 popularity, cold, protocol, progress, finetuned=finetuned)
         rows += ablation.rows
     params = {m: p for m, p in _hybrid_params(config, model).items() if m in models}
     params.update(ablation.params)
     if any(r[0] == "hybrid_mmr" for r in rows):
         params["hybrid_mmr"] = {"mmr_lambda": protocol.mmr_lambda, "mmr_candidates": 50, "over": "hybrid"}
+    if "hybrid" in params and recipe_params:
+        params["hybrid"].update({"encoder_evaluated_as": "its recipe, fine-tuned on this split's train rows",
+                                 "cold_user_encoder": cold_tables.encoder_version, **recipe_params})
     if "hybrid" in params:
         params["hybrid"]["reranker"] = "lightgbm-lambdarank" if model.reranker_ is not None else "none"
         params["hybrid"].update({f"reranker_{k}": v for k, v in reranker_report.items()})
@@ -301,6 +359,7 @@ def offline_evaluation(
         metrics, split[["user_id", "item_id", "split"]], counts, int((~mask).sum()), dict(config.weights), tuning,
         params={**params, **b_params}, baseline_tuning=b_tables, skipped=skipped, reranker=reranker,
         cold_user_tuning=cold_tuning, hybrid_config=config, model_encoders=ablation.encoders,
+        encoder_version=tables.encoder_version,
     )
 
 

@@ -96,6 +96,9 @@ def eval_json(dataset: str, protocol: EvaluationProtocol, result: EvaluationResu
         "n_cold_items": first(cold, "n_items"),
     }
     report = {"dataset": dataset, "protocol": proto, "models": models, "split": split}
+    if len(result.cold_user_tuning):  # (half-life, p) on validation: cold users' NDCG, and the main users' for each c's p
+        report["short_history_tuning"] = [{k: _num(v) for k, v in row.items()}
+                                          for row in result.cold_user_tuning.to_dict("records")]
     if headline_ratios(report):
         report["ratios"] = headline_ratios(report)
     if cold_users:
@@ -180,7 +183,7 @@ def format_report(report: dict) -> str:
 
 # The hybrid against its fair comparators: EASE (the best baseline) and its own ablations
 # (evaluation/ablation.py: the transformer swapped for words as ids, or the text signal off).
-HEADLINE_RATIOS = ("ease", "hybrid@lexical", "hybrid-notext")
+HEADLINE_RATIOS = ("ease", "hybrid@lexical", "hybrid-notext", "hybrid@finetuned")
 
 
 def headline_ratios(report: dict, metric: str = "ndcg@10") -> dict[str, float]:

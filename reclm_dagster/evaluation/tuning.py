@@ -34,6 +34,9 @@ TUNING_METRIC = "ndcg@10"
 RERANKER_MIN_Z = 2.0
 # Fewer validation users than this cannot fill three roles (train, early stop, decide).
 RERANKER_MIN_USERS = 20
+# Half-lives c of the short-history popularity fade p·c/(c+|history|), each with the p the cold
+# users chose for it; the main validation users (long histories) pick one.
+HALF_LIFE_GRID = (3.0, 1.0, 0.3, 0.1)
 # Weights of the cold-item boost (models/hybrid.py COLD_BOOST), tried last.
 COLD_BOOST_GRID = (0.5, 1.0, 2.0)
 # Fusion settings within this relative distance of the best validation NDCG@10 count as
@@ -91,6 +94,23 @@ def tune_fusion_weights(model, X_train, X_valid, popularity, grid=WEIGHT_GRID, k
     table = pd.DataFrame(rows).fillna({"cold": 0.0})
     best = table.loc[choose_setting(table)]
     return {name: float(best[name]) for name in ("cf", *grid, "kg", "cold") if name in best}, table
+
+
+def validation_ndcg(model, X_train, X_valid, popularity, configs) -> list[float]:
+    """Validation NDCG@10 of the fused hybrid (no re-ranker) under each config; signals scored once."""
+    users, signals = validation_signals(model, X_train, X_valid)
+    lengths = model.history_length(users, X_train)
+    position = np.full(X_train.shape[0], -1)
+    position[users] = np.arange(len(users))
+    k = int(TUNING_METRIC.split("@")[1])
+    saved, out = model.config, []
+    for config in configs:
+        model.config = config
+        result = evaluate(lambda r: model.fuse({n: S[position[r]] for n, S in signals.items()}, lengths[position[r]]),
+                          train_X=X_train, test_X=X_valid, exclude_X=X_train, ks=(k,), item_popularity=popularity)
+        out.append(float(result[TUNING_METRIC]))
+    model.config = saved
+    return out
 
 
 def choose_setting(table: pd.DataFrame, tolerance: float = COLD_TIE_TOLERANCE) -> int:

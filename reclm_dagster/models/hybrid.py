@@ -40,8 +40,6 @@ COLD_MAX_TRAIN = 2
 # Ties (e.g. a user with no history and no words: every signal is flat) are broken by
 # popularity, with a weight far below any fusion weight so it never reorders real evidence.
 POPULARITY_TIE_BREAK = 1e-3
-# A user who revealed this many interactions gets half of ``short_history_popularity``.
-SHORT_HISTORY_HALF_LIFE = 3.0
 
 
 @dataclass
@@ -65,6 +63,12 @@ class HybridConfig:
     # Weight of popularity for users with short histories, fading as c/(c+|history|):
     # with one or three interactions CF and words are noisy and the crowd is a strong prior.
     short_history_popularity: float = 0.0
+    # c in that fade: popularity counts half for a user with c interactions. Chosen on the main
+    # validation users (long histories) together with the weight chosen on cold users.
+    short_history_half_life: float = 3.0
+    # Short texts said about items whose embeddings have at least this cosine become one side
+    # feature (models/side_information.merge_similar); 0: every distinct text its own feature.
+    tag_merge_threshold: float = 0.0
     # How a user's negative words (1★ review, "overrated") count in their text profile:
     # -0.5 pushes away from such items, 0 ignores them, 1 treats them like praise.
     negative_weight: float = -0.5
@@ -76,6 +80,7 @@ class HybridConfig:
             "negative_weight": self.negative_weight,
             "said_share": self.said_share,
             "short_history_popularity": self.short_history_popularity,
+            "short_history_half_life": self.short_history_half_life,
         }
         params.update({f"weight_{k}": v for k, v in self.weights.items()})
         params.update(self.cf_params())
@@ -85,6 +90,7 @@ class HybridConfig:
         if self.cf_model == "itemknn":
             return {"cf_model": "itemknn", "k_neighbors": self.k_neighbors}
         return {"cf_model": self.cf_model, "ease_l2": self.ease_l2, "side_weight": self.side_weight,
+                "tag_merge_threshold": self.tag_merge_threshold,
                 "side_weighting": self.side_weighting, "dense_weight": self.dense_weight, "dense_dims": self.dense_dims}
 
 
@@ -260,7 +266,8 @@ class HybridRecommender:
             fused = fused + boost * np.where(self.cold_items_[None, :], np.maximum(evidence, 0.0), 0.0)
         p = self.config.short_history_popularity
         if p and history_length is not None:
-            fade = SHORT_HISTORY_HALF_LIFE / (SHORT_HISTORY_HALF_LIFE + np.asarray(history_length, np.float32))
+            c = self.config.short_history_half_life
+            fade = c / (c + np.asarray(history_length, np.float32))
             fused = fused + (p * fade)[:, None] * self.popularity_z_[None, :]
         return fused
 

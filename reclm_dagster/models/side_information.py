@@ -68,6 +68,46 @@ def description_features(descriptions: pd.DataFrame, tokens: list[list[str]]) ->
     return pairs.groupby(["item_id", "feature"], sort=False)["user_id"].nunique().rename("n_users").reset_index()
 
 
+def merge_similar(names: np.ndarray, vectors: np.ndarray, counts: np.ndarray, threshold: float,
+                  block: int = 2048) -> dict[str, str]:
+    """``{name: its cluster's name}`` where unit ``vectors`` have cosine ≥ ``threshold``.
+
+    Each name points to the most frequent name among its neighbours (itself included) and the
+    pointers are followed to the end, so 'female vocalists', 'female vocalist' and 'female
+    vocals' become whichever of them most users said. Blocked: a block × n similarity at a time.
+    """
+    order = np.lexsort((names, -counts))  # most said first, ties by name (deterministic)
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    V = np.asarray(vectors, np.float32)
+    leader = np.arange(len(names))
+    for start in range(0, len(names), block):
+        sims = V[start : start + block] @ V.T
+        # the best-ranked neighbour: rank where similar, +inf elsewhere
+        leader[start : start + block] = np.argmin(np.where(sims >= threshold, rank[None, :], len(names)), axis=1)
+    for _ in range(64):  # leaders always rank no worse: a few passes reach the roots
+        nxt = leader[leader]
+        if np.array_equal(nxt, leader):
+            break
+        leader = nxt
+    return {str(a): str(names[b]) for a, b in zip(names, leader) if a != names[b]}
+
+
+def said_vectors(descriptions: pd.DataFrame, tokens: list[list[str]], vectors: np.ndarray):
+    """``(feature names, unit vectors, users)`` of the short texts said about items ('said=…' features)."""
+    short = [i for i, (item, toks) in enumerate(zip(descriptions["item_id"], tokens))
+             if item is not None and not (isinstance(item, float) and np.isnan(item)) and len(toks) <= SHORT_TEXT_TOKENS]
+    if not short:
+        return np.array([], dtype=object), np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0), np.float32), np.array([])
+    frame = pd.DataFrame({"feature": ["said=" + normalize_name(t) for t in descriptions["text"].iloc[short]],
+                          "row": short, "user": descriptions["user_id"].iloc[short].astype(str).to_numpy()})
+    first = frame.drop_duplicates("feature")
+    users = frame.groupby("feature", sort=False)["user"].nunique().reindex(first["feature"]).to_numpy()
+    V = np.asarray(vectors, np.float32)[first["row"].to_numpy()]
+    V = V / np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-12)
+    return first["feature"].to_numpy(dtype=object), V, users
+
+
 def item_feature_matrix(
     items: np.ndarray,
     facts: pd.DataFrame,
@@ -75,16 +115,24 @@ def item_feature_matrix(
     description_tokens: list[list[str]],
     min_items: int = 2,
     weighting: str = "binary",
+    description_vectors: np.ndarray | None = None,
+    merge_threshold: float = 0.0,
 ) -> tuple[sp.csr_matrix, np.ndarray]:
     """Items × features (rows aligned with ``items``) and the feature names.
 
     ``weighting``: 'binary' (1 where the item has the feature) or 'log_users'
     (1 + log of how many users said it; catalogue facts count 1). A feature on fewer
     than ``min_items`` items links nothing to anything and is dropped.
+    ``merge_threshold`` > 0 (with ``description_vectors``): short texts whose embeddings are
+    that close become one feature (``merge_similar``: plurals, misspellings, synonyms).
     """
     if weighting not in ("binary", "log_users"):
         raise ValueError(f"weighting must be 'binary' or 'log_users', got {weighting!r}")
-    parts = [description_features(descriptions, description_tokens)]
+    said = description_features(descriptions, description_tokens)
+    if merge_threshold > 0 and description_vectors is not None and len(said):
+        names, V, users = said_vectors(descriptions, description_tokens, description_vectors)
+        said["feature"] = said["feature"].replace(merge_similar(names, V, users, merge_threshold))
+    parts = [said]
     if len(facts):
         clean = catalogue_facts_without_user_tags(facts, descriptions)
         parts.append(pd.DataFrame({

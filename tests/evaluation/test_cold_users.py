@@ -1,5 +1,7 @@
 """Cold-user protocol: who is left out, what they reveal, which of their words may be used."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -158,3 +160,32 @@ def test_only_the_callers_rows_and_words_reach_the_cold_user_protocol(monkeypatc
     assert not (fit_mask & ~mask).any()  # the fit (item texts, side information, profiles) never sees a forbidden word
     assert len(built) == 2 + len(PROTOCOL.reveal)  # the fit's profiles, the cold users' at each n, onboarding
     assert all(ids and not ids & forbidden for ids in built)
+
+
+def test_each_half_life_gets_its_own_popularity_weight_and_the_caller_picks_the_pair():
+    """p is chosen on the cold users for each fade half-life; the caller (main validation users,
+    long histories) picks the half-life before anything is scored on test."""
+    seen = {}
+
+    def choose(p_for):
+        seen.update(p_for)
+        return 0.5
+
+    result = cold_user_evaluation(_tables(), CONFIG, 10.0, PROTOCOL, half_lives=(3.0, 0.5), choose_half_life=choose)
+    assert set(seen) == {3.0, 0.5} and set(result.tuning["short_history_half_life"]) == {3.0, 0.5}
+    for c, p in seen.items():
+        rows = result.tuning[result.tuning["short_history_half_life"] == c]
+        assert rows.loc[rows["ndcg@10"].idxmax(), "short_history_popularity"] == p
+    assert (result.short_history_half_life, result.short_history_popularity) == (0.5, seen[0.5])
+
+
+def test_the_fade_half_life_sets_how_much_popularity_a_long_history_keeps():
+    from reclm_dagster.models.hybrid import HybridRecommender
+
+    model = HybridRecommender.__new__(HybridRecommender)
+    model.config = replace(CONFIG, weights={"cf": 1.0}, short_history_popularity=4.0, short_history_half_life=1.0)
+    model.tie_break_, model.popularity_z_ = 0.0, np.array([1.0, -1.0], np.float32)
+    signals = {"cf": np.zeros((3, 2), np.float32)}
+    fused = model.fuse(signals, np.array([0, 1, 9]))
+    # p·c/(c+n) on popularity z: 4·1/1, 4·1/2, 4·1/10
+    assert np.allclose(fused[:, 0], [4.0, 2.0, 0.4]) and np.allclose(fused[:, 1], [-4.0, -2.0, -0.4])

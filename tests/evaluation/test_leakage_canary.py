@@ -38,7 +38,7 @@ from reclm_dagster.training import DatasetTables, fit_hybrid
 
 MAIN, COLD = "zzmainzz", "zzcoldzz"
 PROTOCOL = EvaluationProtocol(valid_fraction=0.2, test_fraction=0.2, seed=0, ks=(5, 10), mmr_lambda=None,
-                              cold_user_fraction=0.15)
+                              cold_user_fraction=0.15, finetune_steps=1)
 ENCODER = LexicalEncoder(64)
 
 
@@ -90,9 +90,20 @@ def leaks(words: set[str], canary: str) -> list[str]:
     return sorted(w for w in words if canary in w)
 
 
-def run_evaluation(tables, monkeypatch):
-    """The whole offline evaluation with every fit recorded as ``(role, model, train, mask)``."""
+def run_evaluation(tables, monkeypatch, trained=None):
+    """The whole offline evaluation with every fit recorded as ``(role, model, train, mask)``.
+
+    ``trained`` (a list) receives the pairs ``hybrid@finetuned``'s encoder is trained on; the
+    training itself is replaced by the lexical encoder (the pairs are what could leak).
+    """
     fits = []
+    trained = [] if trained is None else trained
+
+    def finetune_spy(pairs, protocol, dataset, base_model, **train):
+        trained.append(pairs)
+        return LexicalEncoder(32), {"finetune_pairs": len(pairs)}
+
+    monkeypatch.setattr(offline, "finetuned_encoder", finetune_spy)
 
     def spy(role, real):
         def fit(tables_, train, description_mask=None, config=None):
@@ -113,7 +124,9 @@ def run_evaluation(tables, monkeypatch):
         return clone
 
     monkeypatch.setattr(ablation, "with_text_from", swap_spy)
-    result = offline.offline_evaluation(tables, PROTOCOL, HybridConfig(), baselines=("pop",))
+    # tags merged by embedding (side_information.merge_similar): the merge reads only allowed words too
+    result = offline.offline_evaluation(tables, PROTOCOL, HybridConfig(tag_merge_threshold=0.9), baselines=("pop",),
+                                        finetune_base="")
     return result, fits
 
 
@@ -161,7 +174,8 @@ def canary_findings(layout: str, tmp_path, monkeypatch) -> list[str]:
     """Everything the canary finds for one layout (empty when nothing leaks)."""
     content, tables, held, cold_hidden, raw = planted(tmp_path, layout)
     assert sum(MAIN in t for t in tables.descriptions["text"]) == len(held) > 0 and cold_hidden
-    result, fits = run_evaluation(tables, monkeypatch)
+    trained = []
+    result, fits = run_evaluation(tables, monkeypatch, trained)
     assert {role for role, *_ in fits} == {"main", "cold", "ablation"}, "the evaluation's fits were not all seen"
     # The re-ranker's features come from the main model's user profiles, checked below.
     assert "reranker" in result.params["hybrid"]
@@ -177,6 +191,11 @@ def canary_findings(layout: str, tmp_path, monkeypatch) -> list[str]:
     swapped = next(f[1] for f in fits if f[0] == "ablation")
     expected = training.with_text_from(reference, deleted.with_encoder(LexicalEncoder()), matrix.users, matrix.items)
     found += [f"ablation: {d}" for d in item_side_differences(swapped, expected)]
+    # the fine-tuned encoder's training pairs: no held-out word, no held-out pair as co-consumption
+    assert len(trained) == 1 and len(trained[0]) and "hybrid@finetuned" in result.params, "fine-tuning was not seen"
+    pairs = trained[0]
+    texts = pd.concat([pairs["anchor"], pairs["positive"]]).astype(str)
+    found += [f"fine-tuning pairs: {t[:60]!r}" for t in texts if MAIN in t]
     return found + query_findings(tables, monkeypatch)
 
 
@@ -251,6 +270,13 @@ def test_canary_fails_when_an_ablation_reads_every_word(tmp_path, monkeypatch):
     assert "ablation: item vectors differ from the fit without the held-out rows" in found
 
 
+def test_canary_fails_when_fine_tuning_reads_every_word(tmp_path, monkeypatch):
+    real = ablation.finetune_pairs
+    monkeypatch.setattr(offline, "finetune_pairs", lambda tables, train, mask, seed: real(tables, train, None, seed))
+    found = canary_findings("lastfm", tmp_path, monkeypatch)
+    assert any(f.startswith("fine-tuning pairs") for f in found)
+
+
 def test_canary_fails_when_queries_stay_in_the_index(tmp_path, monkeypatch):
     real = queries.split_queries
 
@@ -315,3 +341,30 @@ def test_before_cut_mask_by_hand():
     })
     # a's cut is 20 (the earliest held-out): before it kept, at/after or undated dropped; b has no cut
     assert offline.before_cut_mask(descriptions, split).tolist() == [True, False, False, False, True]
+
+
+def test_an_encoder_fine_tuned_on_every_row_is_evaluated_as_its_recipe(tmp_path, monkeypatch):
+    """The dataset's encoder saw the test rows: the evaluation retrains its recipe on the train rows
+    (masked words only, the recipe's own knobs), every text signal reads that retrained encoder, and
+    the cold-user fit (which holds out train rows) reads the untouched base model."""
+    from reclm_dagster.encoders import transformer
+
+    _, tables, *_ = planted(tmp_path, "lastfm")
+    retrained, base = LexicalEncoder(48), LexicalEncoder(40)
+    calls = []
+
+    def recipe_spy(pairs, protocol, dataset, base_model, **train):
+        calls.append((pairs, base_model, train))
+        return (retrained, {"finetune_pairs": len(pairs)}) if len(calls) == 1 else (LexicalEncoder(32), {})
+
+    monkeypatch.setattr(offline, "finetuned_encoder", recipe_spy)
+    monkeypatch.setattr(transformer, "TransformerEncoder", lambda model=None, **kw: base)
+    recipe = {"dataset": "lastfm", "rows": "all", "base_model": "/models/base",
+              "params": {"steps": 7, "seed": 5, "lr": 3e-5, "not_a_knob": 1}}
+    result = offline.offline_evaluation(tables, PROTOCOL, HybridConfig(), baselines=("pop",), finetune_base="",
+                                        dataset="lastfm", encoder_recipe=recipe)
+    pairs, base_model, train = calls[0]
+    assert base_model == "/models/base" and train == {"steps": 7, "seed": 5, "lr": 3e-5}
+    assert not any(MAIN in t for t in pd.concat([pairs["anchor"], pairs["positive"]]))
+    assert result.encoder_version == retrained.version != tables.encoder_version
+    assert result.params["hybrid"]["cold_user_encoder"] == base.version

@@ -9,6 +9,7 @@ from reclm_dagster.models.ease import EASE
 from reclm_dagster.models.side_information import (
     catalogue_facts_without_user_tags,
     item_feature_matrix,
+    merge_similar,
     item_text_tokens,
     item_text_vectors,
 )
@@ -84,3 +85,33 @@ def test_side_information_reaches_items_nobody_consumed():
     np.testing.assert_allclose(EASE(l2=1.0, side_weight=0.0).fit(X, side=side).B_, plain.B_)
     with pytest.raises(ValueError, match="item rows"):
         EASE(l2=1.0, side_weight=1.0).fit(X, side=side[:2])
+
+
+def _unit(*rows):
+    V = np.array(rows, np.float32)
+    return V / np.linalg.norm(V, axis=1, keepdims=True)
+
+
+def test_merge_similar_points_each_name_to_the_most_said_neighbour_through_chains():
+    names = np.array(["female vocalist", "female vocalists", "female vocals", "death metal"], dtype=object)
+    # vocalist ~ vocalists (0.99), vocalists ~ vocals (~0.94), vocalist ~ vocals below 0.9: a chain; metal apart
+    V = _unit([1.0, 0.0, 0.0], [0.99, 0.14, 0.0], [0.87, 0.49, 0.0], [0.0, 0.0, 1.0])
+    sims = V @ V.T
+    assert sims[0, 1] > 0.9 and sims[1, 2] > 0.9 and sims[0, 2] < 0.9
+    merged = merge_similar(names, V, np.array([3, 10, 1, 5]), threshold=0.9)
+    # 'female vocalists' is said most: both others end there, the chain followed to its root
+    assert merged == {"female vocalist": "female vocalists", "female vocals": "female vocalists"}
+    assert merge_similar(names, V, np.array([3, 10, 1, 5]), threshold=0.999) == {}
+
+
+def test_merged_short_texts_become_one_feature_linking_their_items():
+    descriptions = _descriptions([("u1", "a", "scifi"), ("u2", "b", "sci-fi"), ("u3", "c", "jazz"), ("u4", "d", "jazz")])
+    tokens = [[t] for t in descriptions["text"]]
+    vectors = _unit([1, 0], [0.98, 0.2], [0, 1], [0, 1])
+    empty = pd.DataFrame(columns=["item_id", "relation", "entity"])
+    F0, names0 = item_feature_matrix(ITEMS, empty, descriptions, tokens)
+    assert set(names0) == {"said=jazz"}  # 'scifi' and 'sci-fi' each on one item: dropped
+    F, names = item_feature_matrix(ITEMS, empty, descriptions, tokens, description_vectors=vectors, merge_threshold=0.9)
+    assert len(names) == 2 and "said=jazz" in set(names)  # the two spellings: one feature, named after one of them
+    col = [i for i, n in enumerate(names) if n != "said=jazz"][0]
+    assert F[:, col].toarray().ravel().tolist() == [1, 1, 0, 0]
