@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from reclm_dagster import cli_args, settings
+from reclm_dagster import cli_args, recovery, settings
 from reclm_dagster.cli_finetune import add_finetune_parser
 from reclm_dagster.cli_kg import KGExportError, add_kg_parser
 from reclm_dagster.cli_queries import format_query_table, query_retrieval_report
@@ -43,23 +43,25 @@ def _execute(dataset: str, encoder: str, log_level: str, asset_names: list[str] 
     from reclm_dagster.definitions import build_definitions
 
     instance = dg.DagsterInstance.get()
+    recovery.recover_orphaned_runs(instance)  # runs a killed reclm left unfinished end as failed
     if not instance.has_dynamic_partition("datasets", dataset):
         instance.add_dynamic_partitions("datasets", [dataset])
     job = build_definitions().resolve_job_def("reclm_full")
     start = time.perf_counter()
-    result = job.execute_in_process(
-        instance=instance,
-        partition_key=dataset,
-        run_config={
-            "ops": ops_config or {},
-            # No encoder given: the run reads the dataset's stored choice (defs/resources.EncoderResource).
-            "resources": {"encoder": {"config": {"model": encoder} if encoder is not None else {}}},
-            "loggers": {"console": {"config": {"log_level": log_level}}},
-        },
-        asset_selection=[dg.AssetKey(n) for n in asset_names] if asset_names else None,
-        raise_on_error=False,
-        tags={"reclm/cli": "run" if not asset_names else "eval"},
-    )
+    with recovery.mlflow_owner_tags():  # MLflow runs this run starts carry our pid as well
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=dataset,
+            run_config={
+                "ops": ops_config or {},
+                # No encoder given: the run reads the dataset's stored choice (defs/resources.EncoderResource).
+                "resources": {"encoder": {"config": {"model": encoder} if encoder is not None else {}}},
+                "loggers": {"console": {"config": {"log_level": log_level}}},
+            },
+            asset_selection=[dg.AssetKey(n) for n in asset_names] if asset_names else None,
+            raise_on_error=False,
+            tags={"reclm/cli": "run" if not asset_names else "eval", **recovery.owner_tags()},
+        )
     seconds = time.perf_counter() - start
     if not result.success:
         for event in result.all_events:
@@ -275,10 +277,19 @@ def _raise_keyboard_interrupt(signum, frame):
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Dagster UI (and MLflow's UI) on 127.0.0.1 over the stores in RECLM_HOME."""
+    import dagster as dg
+
     from reclm_dagster.defs.resources import ensure_dagster_home
 
     ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:  # runs a killed process left unfinished show as failed
+        recovery.recover_orphaned_runs(instance)
     settings.mlflow_dir().mkdir(parents=True, exist_ok=True)
+    with recovery.ui_lock():  # runs launched from the UI are ours while it is up
+        return _serve_ui(args)
+
+
+def _serve_ui(args: argparse.Namespace) -> int:
     # Stop on SIGINT and SIGTERM even when started in the background by a script (which
     # starts us with SIGINT ignored); handled signals also reach the servers as default.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -394,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error already printed as one line
         return exc.code if isinstance(exc.code, int) else cli_args.EXIT_USER
     try:
-        return args.fn(args)
+        with recovery.command_lock(args.command):  # run/eval/finetune: one at a time per RECLM_HOME
+            return args.fn(args)
     except (Exception, KeyboardInterrupt) as exc:
         return cli_args.report_error(exc, USER_ERRORS, args.debug)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import duckdb
 import numpy as np
@@ -36,6 +37,61 @@ def open_store(dataset: str, read_only: bool = True) -> tuple[duckdb.DuckDBPyCon
     return con, schema
 
 
+def warn_if_stale(dataset: str, why: dict | None) -> None:
+    """Old lists beat no answer (README, "Failed or killed runs"): answer, and say so in one
+    line on stderr, so --json output stays clean."""
+    if why is not None:
+        print(stale_message(dataset, why), file=sys.stderr)
+
+
+def stale_lists(con: duckdb.DuckDBPyConnection, schema: str) -> dict | None:
+    """None when the stored lists were built from the raw tables now stored (or the store predates
+    the markers); else the run that built the lists and the one that replaced the raw tables since."""
+    from reclm_dagster.datasets import INGEST_INFO_TABLE
+
+    if not store.table_exists(con, schema, INGEST_INFO_TABLE):
+        return None
+    raw = store.read_df(con, schema, INGEST_INFO_TABLE)
+    if "fingerprint" not in raw.columns or raw.empty:
+        return None  # ingested before reclm recorded fingerprints: nothing to compare with
+    built = store.read_df(con, schema, store.LISTS_INFO_TABLE) if store.table_exists(con, schema, store.LISTS_INFO_TABLE) else None
+    built_row = built.iloc[0] if built is not None and len(built) else None
+    raw_fp = raw["fingerprint"].iloc[0]
+    if built_row is not None and pd.notna(raw_fp) and pd.notna(built_row["fingerprint"]) and raw_fp == built_row["fingerprint"]:
+        return None
+    return {"lists_run": None if built_row is None else str(built_row["run_id"]), "raw_run": str(raw["run_id"].iloc[0])}
+
+
+def stale_message(dataset: str, why: dict) -> str:
+    built = f"built by run {why['lists_run'][:8]}" if why["lists_run"] else "built before reclm recorded their source"
+    return (f"reclm: warning: the stored lists of '{dataset}' are stale ({built}): run {why['raw_run'][:8]} replaced the raw "
+            f"tables {_run_outcome(why['raw_run'])}; answering from the old lists — `reclm run --dataset {dataset}` rebuilds them")
+
+
+def _run_outcome(run_id: str) -> str:
+    """What became of the run that replaced the raw tables, from the Dagster instance ('since' when unknown)."""
+    home = settings.dagster_home()
+    if not (home / "dagster.yaml").exists():
+        return "since"
+    try:
+        import dagster as dg
+
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            record = instance.get_run_record_by_id(run_id)
+            if record is None:
+                return "since"
+            status = record.dagster_run.status
+            if status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED):
+                return "and is still running"
+            if status != dg.DagsterRunStatus.FAILURE:
+                return "but did not rebuild the lists"
+            steps = [e.dagster_event.step_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+                     if e.dagster_event is not None]
+            return f"and failed at step {', '.join(dict.fromkeys(steps))}" if steps else "and failed before finishing"
+    except Exception:  # a warning must never break an answer
+        return "since"
+
+
 def _rows(df: pd.DataFrame) -> list[dict]:
     out = []
     for r in df.itertuples(index=False):
@@ -66,8 +122,10 @@ def recommend_for_user(dataset: str, user_id: str, k: int) -> list[dict]:
             n = con.execute(f'SELECT count(DISTINCT user_id) FROM "{schema}".recommendations').fetchone()[0]
             example = con.execute(f'SELECT min(user_id) FROM "{schema}".recommendations').fetchone()[0]
             raise ReclmError(f"unknown user '{user_id}' in dataset '{dataset}' ({n} users have lists, e.g. '{example}')")
+        stale = stale_lists(con, schema)
     finally:
         con.close()
+    warn_if_stale(dataset, stale)
     return _rows(df.sort_values("rank"))
 
 
@@ -115,6 +173,7 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
             candidates = con.execute(
                 f'SELECT item_id, score FROM "{schema}".user_item_scores WHERE user_id = ?', [str(user_id)]
             ).df()
+        stale = stale_lists(con, schema) if user_id is not None else None  # only the user's part is stored
     finally:
         con.close()
     if tables.encoder_version != encoder.version:
@@ -142,6 +201,7 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
         user_scores, exclude = _user_profile_scores(tables, str(user_id), candidates, dataset)
         fused = linear_fusion({"query": fused, "user": user_scores}, {"query": 1.0, "user": float(cfg.get("query", {}).get("user_weight", 0.5))}, norm="zscore")
     idx, vals = topk(fused, k, exclude=exclude)
+    warn_if_stale(dataset, stale)
     items = tables.items.reset_index(drop=True)
     surface_of = {m["entity_id"]: m["surface"] for m in linked}
     named_in_request = has_linked.groupby("head")["tail"].agg(list).to_dict() if len(has_linked) else {}

@@ -92,3 +92,24 @@ def read_knowledge_graph(con: duckdb.DuckDBPyConnection, schema: str):
     from reclm_dagster.kg import KnowledgeGraph
 
     return KnowledgeGraph(entities=read_df(con, schema, "kg_entities"), triples=read_df(con, schema, "kg_triples"))
+
+
+# The tables a dataset's lists are computed from; their fingerprint ties the lists to them.
+# `recommendations_info` (one row, written with the lists) holds the fingerprint the lists were
+# built from; `ingest_info` holds the one of the raw tables now stored.
+LISTS_INFO_TABLE = "recommendations_info"
+FINGERPRINTED_TABLES = ("items", "interactions", "descriptions", "catalogue_facts", "user_links")
+
+
+def tables_fingerprint(con: duckdb.DuckDBPyConnection, schema: str, names=FINGERPRINTED_TABLES) -> str:
+    """Rows and an order-independent sum of row hashes per table: equal content, equal string
+    (so a re-ingest of the same files does not mark the lists stale). About 1 s per 15M rows."""
+    parts = []
+    for name in names:
+        if not table_exists(con, schema, name):
+            parts.append(f"{name}:-")
+            continue
+        # fetchall: an open result breaks a later register() on this connection (see table_exists)
+        n, h = con.execute(f'SELECT count(*), coalesce(sum(hash(t)), 0) FROM "{schema}"."{name}" AS t').fetchall()[0]
+        parts.append(f"{name}:{n}:{h}")
+    return ";".join(parts)

@@ -2,6 +2,7 @@
 
 
 import json
+import re
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -163,11 +164,23 @@ def evaluation(
         "reranker": "kept (won on held-out validation users)" if result.reranker else "not used",
         "skipped_models": ", ".join(f"{k}: {v}" for k, v in result.skipped.items()) or "none",
         "seconds": round(seconds, 1),
+        "stages": dg.MetadataValue.md(result.stages.to_markdown(index=False)) if len(result.stages) else "none",
+        "peak_rss_mb": float(result.stages["peak_rss_mb"].max()) if len(result.stages) else float("nan"),
         **result.counts.as_dict(),
     }
     if "hybrid" in wide.index:
         meta.update({f"hybrid_{k.replace('@', '_at_')}": float(wide.loc["hybrid", k]) for k in HEADLINE if k in wide.columns})
     return dg.MaterializeResult(metadata=meta)
+
+
+def stage_metrics(stages: pd.DataFrame) -> dict[str, float]:
+    """``stage_<name>_seconds`` and ``_peak_rss_mb`` per evaluation stage (profiling.LapClock)."""
+    out = {}
+    for row in stages.itertuples(index=False):
+        key = re.sub(r"[^a-z0-9]+", "_", str(row.stage).lower()).strip("_")
+        out[f"stage_{key}_seconds"] = float(row.seconds)
+        out[f"stage_{key}_peak_rss_mb"] = float(row.peak_rss_mb)
+    return out
 
 
 def log_to_mlflow(mlflow: MLflowResource, dataset, result, protocol, model_params, encoder_name, encoder_version, dagster_run_id) -> list[str]:
@@ -194,6 +207,7 @@ def log_to_mlflow(mlflow: MLflowResource, dataset, result, protocol, model_param
                 if model == "hybrid":  # cold users: EASE has no row at n = 0, so neither has hybrid/ease
                     metrics.update(cold_user_ratio_metrics(result))
                     metrics.update(headline_ratio_metrics(result))
+                    metrics.update(stage_metrics(result.stages))
                 # headline metrics first: MLflow's run page lists metrics in logged order
                 first = [mlflow_metric_name(m, "all") for m in HEADLINE if mlflow_metric_name(m, "all") in metrics]
                 mlf.log_metrics({**{k: metrics[k] for k in first}, **metrics})

@@ -37,7 +37,12 @@ def raw_dataset(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
         "user_links": dataset.user_links,
         "quarantine": dataset.quarantine,
     }
-    info = pd.DataFrame({"loader_version": [LOADER_VERSION], "dataset": [name]})
+    # run_id + fingerprint: the lists record the fingerprint they were built from, so serving can
+    # tell when a later run replaced these tables and failed before the lists (serving.stale_lists).
+    # The fingerprint stays NULL (= lists stale) until the inbox files are replayed too.
+    info = pd.DataFrame({"loader_version": [LOADER_VERSION], "dataset": [name], "run_id": [context.run.run_id],
+                         "ingested_at": [pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)],
+                         "fingerprint": pd.Series([None], dtype="string")})
     with duckdb.get_connection() as con:
         if store.table_exists(con, schema_of(context), INGEST_INFO_TABLE):
             owner = store.read_df(con, schema_of(context), INGEST_INFO_TABLE)
@@ -46,6 +51,8 @@ def raw_dataset(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
         store.replace_tables(con, schema_of(context), {**frames, INGEST_INFO_TABLE: info})
         # Files that arrived through the inbox live only in the stored tables: put them back.
         replayed = replay_processed(con, name)
+        con.execute(f'UPDATE "{schema_of(context)}".{INGEST_INFO_TABLE} SET fingerprint = ?',
+                    [store.tables_fingerprint(con, schema_of(context))])
         for table in ("interactions", "descriptions"):
             frames[table] = store.read_df(con, schema_of(context), table)
     for result in replayed:

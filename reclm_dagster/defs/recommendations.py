@@ -49,6 +49,20 @@ def matched_terms_fn(descriptions: pd.DataFrame, tokens: pd.DataFrame):
     return fn
 
 
+def lists_info(con, schema: str, run_id: str) -> pd.DataFrame:
+    """The raw tables' fingerprint (and the run that ingested them) these lists are built from."""
+    from reclm_dagster.datasets import INGEST_INFO_TABLE
+
+    info = store.read_df(con, schema, INGEST_INFO_TABLE) if store.table_exists(con, schema, INGEST_INFO_TABLE) else pd.DataFrame()
+    first = info.iloc[0] if len(info) else {}
+    return pd.DataFrame({
+        "run_id": [run_id],
+        "built_at": [pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)],
+        "ingest_run_id": pd.Series([first.get("run_id")], dtype="string"),
+        "fingerprint": pd.Series([first.get("fingerprint")], dtype="string"),
+    })
+
+
 @dg.asset(
     group_name="recommendations",
     partitions_def=dataset_partitions,
@@ -67,6 +81,7 @@ def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
         kg = store.read_knowledge_graph(con, schema)
         mentions = (store.read_df(con, schema, "kg_mentions", "user_id, entity_id, surface, kind")
                     if store.table_exists(con, schema, "kg_mentions") else None)
+        built_from = lists_info(con, schema, context.run.run_id)
     titles = dict(zip(items["item_id"].astype(str), items["title"].astype(str)))
     explained = explain_many(recs, interactions, kg, matched_terms_fn=matched_terms_fn(descriptions, tokens), titles=titles,
                              mentions=mentions, descriptions=descriptions)
@@ -75,7 +90,7 @@ def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
     table["facts"] = table["item_id"].map(facts).fillna("{}")
     table = table.sort_values(["user_id", "rank"]).reset_index(drop=True)
     with duckdb.get_connection() as con:
-        store.replace_tables(con, schema, {"recommendations": table})
+        store.replace_tables(con, schema, {"recommendations": table, store.LISTS_INFO_TABLE: built_from})
     kinds = table["explanation_kind"].value_counts(normalize=True).round(3).to_dict()
     # coverage counts only top-10 items whose stated path was verified edge by edge in the graph
     coverage = explanation_coverage(table, kg, k=10, interactions=interactions, mentions=mentions)

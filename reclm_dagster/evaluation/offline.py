@@ -30,6 +30,7 @@ from reclm_dagster.evaluation.tuning import (
 from reclm_dagster.evaluation.split import SplitCounts, time_key, split_interactions
 from reclm_dagster.models.hybrid import HybridConfig
 from reclm_dagster.models.matrix import InteractionMatrix
+from reclm_dagster.profiling import LapClock
 from reclm_dagster.training import DatasetTables
 
 # reclm's hybrid, its fusion without the re-ranker and its single signals; popularity is 'pop'.
@@ -113,6 +114,7 @@ class EvaluationResult:
     hybrid_config: HybridConfig | None = None  # the hybrid's whole setting as chosen on validation
     model_encoders: dict[str, str] = field(default_factory=dict)  # model -> encoder version, where not the dataset's
     encoder_version: str = ""  # the encoder the text signals ran with (a recipe's retraining, see offline_evaluation)
+    stages: pd.DataFrame = field(default_factory=pd.DataFrame)  # stage, seconds, rss_mb, peak_rss_mb (profiling.LapClock)
 
     def wide(self, slice_: str = "all") -> pd.DataFrame:
         """One row per model (in run order), one column per metric."""
@@ -245,6 +247,7 @@ def offline_evaluation(
     its recipe instead: the same fine-tuning on this split's train rows, and every text signal
     reads that encoder (``EvaluationResult.encoder_version``).
     """
+    laps = LapClock()
     split, counts = split_for(tables.interactions, protocol)
     _require_evaluable_users(tables.interactions, counts, protocol)
     train = split[split["split"] == "train"]
@@ -258,6 +261,7 @@ def offline_evaluation(
     X_valid, _ = matrix.align(valid)
     X_test, _ = matrix.align(test)
     history = (X_train + X_valid).tocsr()  # what the user is known to have consumed at test time
+    laps("split")
     recipe_params, cold_tables = {}, tables
     if encoder_recipe is not None:
         # The cold-user fit holds out rows of the main train split, which the retrained encoder has
@@ -270,6 +274,7 @@ def offline_evaluation(
             finetune_pairs(tables, train, mask, int(train_knobs.get("seed", protocol.seed))), protocol, dataset,
             encoder_recipe.get("base_model") or None, **train_knobs)
         tables = tables.with_encoder(encoder)
+        laps("encoder recipe retrained")
     popularity = np.asarray((X_train > 0).sum(axis=0)).ravel()
     cold = popularity <= protocol.cold_item_max_train
 
@@ -277,10 +282,12 @@ def offline_evaluation(
     b_rows, b_params, b_tables, skipped = _run_baselines(
         baselines, X_train, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress
     )
+    laps("baselines")
     if config.cf_model == "ease" and "l2" in b_params.get("ease", {}):
         config = replace(config, ease_l2=float(b_params["ease"]["l2"]))
     tuned = protocol.tune_weights and X_valid.nnz > 0
     model, config, tuning = fit_tuned_hybrid(tables, train, mask, config, X_valid, popularity, tune=tuned, progress=progress)
+    laps("hybrid fit and tuning")
     cold_rows, cold_tuning = [], pd.DataFrame()
     if protocol.cold_users and "hybrid" in models:
         # Cold users are left out of a second fit; it also tunes the short-history popularity weight.
@@ -310,9 +317,11 @@ def offline_evaluation(
                          short_history_half_life=cold_result.short_history_half_life)
         model.config = config
         gc.collect()
+        laps("cold users")
     reranker_report = {}
     if tuned and protocol.rerank:
         reranker_report = attach_reranker(model, X_train, X_valid, popularity, seed=protocol.seed)
+        laps("re-ranker")
 
     rows = []
     for name in models:
@@ -329,6 +338,7 @@ def offline_evaluation(
         rows += metric_rows(name, result)
     if protocol.mmr_lambda is not None and model.kg_ is not None and "hybrid" in models:
         rows += _diversity_rows(model, history, X_train, X_test, protocol, cold, popularity, progress)
+    laps("test scoring")
     ablation, finetuned = AblationResult(), None
     if protocol.ablations and tuned and "hybrid" in models:
         if protocol.finetune_steps > 0 and finetune_base is None:
@@ -336,9 +346,11 @@ def offline_evaluation(
         elif protocol.finetune_steps > 0:
             finetuned = finetuned_encoder(finetune_pairs(tables, train, mask, protocol.seed), protocol, dataset,
                                           finetune_base or None)
+            laps("fine-tuning")
         ablation = run_ablations(model, tables, matrix.users, matrix.items, X_train, X_valid, X_test, history,
                                  popularity, cold, protocol, progress, finetuned=finetuned)
         rows += ablation.rows
+        laps("ablations")
     params = {m: p for m, p in _hybrid_params(config, model).items() if m in models}
     params.update(ablation.params)
     if any(r[0] == "hybrid_mmr" for r in rows):
@@ -359,7 +371,7 @@ def offline_evaluation(
         metrics, split[["user_id", "item_id", "split"]], counts, int((~mask).sum()), dict(config.weights), tuning,
         params={**params, **b_params}, baseline_tuning=b_tables, skipped=skipped, reranker=reranker,
         cold_user_tuning=cold_tuning, hybrid_config=config, model_encoders=ablation.encoders,
-        encoder_version=tables.encoder_version,
+        encoder_version=tables.encoder_version, stages=laps.table(),
     )
 
 

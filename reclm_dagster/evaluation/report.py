@@ -96,6 +96,9 @@ def eval_json(dataset: str, protocol: EvaluationProtocol, result: EvaluationResu
         "n_cold_items": first(cold, "n_items"),
     }
     report = {"dataset": dataset, "protocol": proto, "models": models, "split": split}
+    if len(result.stages):  # where the evaluation spent its time and memory (profiling.LapClock)
+        report["stages"] = [{k: (_num(v) if k != "stage" else v) for k, v in row.items()}
+                            for row in result.stages.to_dict("records")]
     if len(result.cold_user_tuning):  # (half-life, p) on validation: cold users' NDCG, and the main users' for each c's p
         report["short_history_tuning"] = [{k: _num(v) for k, v in row.items()}
                                           for row in result.cold_user_tuning.to_dict("records")]

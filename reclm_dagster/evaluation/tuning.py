@@ -34,9 +34,9 @@ TUNING_METRIC = "ndcg@10"
 RERANKER_MIN_Z = 2.0
 # Fewer validation users than this cannot fill three roles (train, early stop, decide).
 RERANKER_MIN_USERS = 20
-# Half-lives c of the short-history popularity fade p·c/(c+|history|), each with the p the cold
+# Half-lives c of the short-history popularity fade p·2^(-|history|/c), each with the p the cold
 # users chose for it; the main validation users (long histories) pick one.
-HALF_LIFE_GRID = (3.0, 1.0, 0.3, 0.1)
+HALF_LIFE_GRID = (4.0, 2.0, 1.0, 0.5)
 # Weights of the cold-item boost (models/hybrid.py COLD_BOOST), tried last.
 COLD_BOOST_GRID = (0.5, 1.0, 2.0)
 # Fusion settings within this relative distance of the best validation NDCG@10 count as

@@ -60,11 +60,11 @@ class HybridConfig:
     description_share: float = 0.5
     # Share of an item's text vector taken from what users said about it (vs its catalogue entry).
     said_share: float = 0.5
-    # Weight of popularity for users with short histories, fading as c/(c+|history|):
+    # Weight of popularity for users with short histories, fading as 2^(-|history|/c):
     # with one or three interactions CF and words are noisy and the crowd is a strong prior.
     short_history_popularity: float = 0.0
-    # c in that fade: popularity counts half for a user with c interactions. Chosen on the main
-    # validation users (long histories) together with the weight chosen on cold users.
+    # c in that fade: popularity halves every c interactions. Chosen on the main validation
+    # users (long histories) together with the weight chosen on cold users.
     short_history_half_life: float = 3.0
     # Short texts said about items whose embeddings have at least this cosine become one side
     # feature (models/side_information.merge_similar); 0: every distinct text its own feature.
@@ -266,8 +266,9 @@ class HybridRecommender:
             fused = fused + boost * np.where(self.cold_items_[None, :], np.maximum(evidence, 0.0), 0.0)
         p = self.config.short_history_popularity
         if p and history_length is not None:
-            c = self.config.short_history_half_life
-            fade = c / (c + np.asarray(history_length, np.float32))
+            # halves every c interactions: strong for 1-3, gone for the long histories CF serves well
+            # (c/(c+n) with c = 3 still added 1.1 z-units of popularity at n = 40 with p = 16, below CF alone)
+            fade = np.exp2(-np.asarray(history_length, np.float32) / self.config.short_history_half_life)
             fused = fused + (p * fade)[:, None] * self.popularity_z_[None, :]
         return fused
 

@@ -61,6 +61,9 @@ def test_evaluation_reports_both_ablations_tuned_on_validation():
     assert ablation.NO_TEXT not in result.model_encoders or result.model_encoders[ablation.NO_TEXT] == tables.encoder_version
     for name in ablation.ABLATIONS:
         assert 0 <= wide.at[name, "ndcg@10"] <= 1
+    # each stage timed in run order (profiling.LapClock)
+    assert list(result.stages["stage"]) == ["split", "baselines", "hybrid fit and tuning", "re-ranker", "test scoring",
+                                            "ablations"]
     # switched off, no ablation is run
     off = offline_evaluation(tables, EvaluationProtocol(valid_fraction=0.2, test_fraction=0.2, ks=(5, 10), cold_users=False,
                                                         mmr_lambda=None, ablations=False), HybridConfig(), baselines=())

@@ -187,5 +187,5 @@ def test_the_fade_half_life_sets_how_much_popularity_a_long_history_keeps():
     model.tie_break_, model.popularity_z_ = 0.0, np.array([1.0, -1.0], np.float32)
     signals = {"cf": np.zeros((3, 2), np.float32)}
     fused = model.fuse(signals, np.array([0, 1, 9]))
-    # p·c/(c+n) on popularity z: 4·1/1, 4·1/2, 4·1/10
-    assert np.allclose(fused[:, 0], [4.0, 2.0, 0.4]) and np.allclose(fused[:, 1], [-4.0, -2.0, -0.4])
+    # p·2^(-n/c) on popularity z: 4, 4/2, 4/512 — a long history keeps almost nothing
+    assert np.allclose(fused[:, 0], [4.0, 2.0, 4 / 512]) and np.allclose(fused[:, 1], [-4.0, -2.0, -4 / 512])

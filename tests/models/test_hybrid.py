@@ -39,9 +39,9 @@ def test_short_history_popularity_fades_with_history_length():
     model.config = replace(base, short_history_popularity=4.0)
     boosted = model.score(rows, X)
     lift = boosted - plain
-    # the popularity term fades as 3 / (3 + |history|): 7 interactions -> 0.3, one -> 0.75
+    # the popularity term fades as 2^(-|history|/3): 7 interactions -> 2^(-7/3), one -> 2^(-1/3)
     spread = lift.max(axis=1) - lift.min(axis=1)
-    assert spread[0] > 0 and np.isclose(spread[1] / spread[0], 0.75 / 0.3, rtol=1e-3)
+    assert spread[0] > 0 and np.isclose(spread[1] / spread[0], 2 ** (-1 / 3) / 2 ** (-7 / 3), rtol=1e-3)
     assert int(np.argmax(boosted[1] - np.where(X[35].toarray()[0] > 0, np.inf, 0))) == 0
 
 
