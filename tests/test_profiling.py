@@ -8,14 +8,15 @@ from reclm_dagster.profiling import LapClock, peak_rss_mb, rss_mb
 def test_laps_time_each_stage_and_see_an_allocation_in_the_peak():
     laps = LapClock()
     laps("nothing")
-    before = peak_rss_mb()
     block = np.ones((64, 2**20), np.uint8)  # 64 MiB, touched
     laps("allocate")
     table = laps.table()
     assert list(table["stage"]) == ["nothing", "allocate"] and (table["seconds"] >= 0).all()
-    assert table["peak_rss_mb"].is_monotonic_increasing
-    assert table["peak_rss_mb"].iloc[1] >= before + 60  # the stage that allocated shows the jump
-    assert rss_mb() >= 60 and block.sum() == 64 * 2**20
+    # resident memory shows the allocation; the peak never falls and is never below it
+    # (the peak itself may not move: earlier work in this process can have gone higher)
+    assert table["rss_mb"].iloc[1] >= table["rss_mb"].iloc[0] + 60
+    assert table["peak_rss_mb"].is_monotonic_increasing and (table["peak_rss_mb"] >= table["rss_mb"] - 1).all()
+    assert peak_rss_mb() >= rss_mb() - 1 and block.sum() == 64 * 2**20
 
 
 def test_stage_metrics_have_mlflow_safe_names():
