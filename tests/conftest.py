@@ -36,15 +36,36 @@ def shared_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory) -> Path:
     """A RECLM_HOME where `reclm run` has materialized the whole graph on the bundled demo data
-    (shared by the end-to-end, CLI and browser tests: one run of about a minute)."""
+    (shared by the end-to-end, CLI and browser tests: one run of about a minute).
+
+    The run is also the proof that reclm needs no network at run time (only `reclm download`
+    does): every IPv4/IPv6 connection it tries fails, and none may be tried."""
+    import socket
+
     from reclm_dagster.cli import main
 
     home = tmp_path_factory.mktemp("reclm-home")
     old = os.environ.get("RECLM_HOME")
     os.environ["RECLM_HOME"] = str(home)
+    tried = []
+    real_connect, real_create = socket.socket.connect, socket.create_connection
+
+    def connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            tried.append(address)
+            raise OSError(f"network blocked in tests: {address}")
+        return real_connect(sock, address)
+
+    def create_connection(address, *args, **kwargs):
+        tried.append(address)
+        raise OSError(f"network blocked in tests: {address}")
+
+    socket.socket.connect, socket.create_connection = connect, create_connection
     try:
         assert main(["run", "--dataset", "demo"]) == 0
+        assert tried == [], f"reclm run tried the network: {tried[:3]}"
     finally:
+        socket.socket.connect, socket.create_connection = real_connect, real_create
         if old is None:
             os.environ.pop("RECLM_HOME", None)
         else:

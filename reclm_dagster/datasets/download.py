@@ -154,7 +154,10 @@ def _unpack(archive: Path, into: Path) -> Path:
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
             members = [m for m in tf.getmembers() if _wanted(m.name)]
-            tf.extractall(into, members, filter="data")  # 'data' refuses links and paths outside `into`
+            try:
+                tf.extractall(into, members, filter="data")  # 'data' refuses links and paths outside `into`
+            except tarfile.FilterError as err:  # one line for the user, like a zip's bad member
+                raise DownloadError(f"refusing archive member outside the target folder: {err}") from None
     else:
         raise DownloadError(f"{archive.name}: neither a zip nor a tar archive")
     entries = list(into.iterdir())

@@ -166,3 +166,38 @@ def test_registry_urls_and_hashes_are_well_formed():
         assert archive.sha256 is None or (len(archive.sha256) == 64 and int(archive.sha256, 16) >= 0)
         if name.startswith(("ml-", "hetrec")):
             assert archive.url.startswith(download.GROUPLENS + "/")
+
+
+@pytest.mark.parametrize("member", ["../escaped.txt", "data/../../escaped.txt", "/tmp/reclm-abs-escaped.txt",
+                                    "..\\escaped.txt"])
+def test_zip_slip_is_refused_and_writes_nothing_outside(tmp_path, member):
+    archive, into = tmp_path / "a.zip", tmp_path / "deep" / "into"
+    into.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("data/ratings.csv", RATINGS)
+        zf.writestr(member, "pwned")
+    with pytest.raises(DownloadError, match="outside the target folder"):
+        download._unpack(archive, into)
+    assert not any(p.name.endswith("escaped.txt") for p in tmp_path.rglob("*"))
+    assert list(into.iterdir()) == []  # checked before anything is extracted
+
+
+def test_tar_members_outside_or_linking_out_are_refused(tmp_path):
+    archive, into = tmp_path / "a.tar", tmp_path / "deep" / "into"
+    into.mkdir(parents=True)
+    with tarfile.open(archive, "w") as tf:
+        data = b"pwned"
+        info = tarfile.TarInfo("../escaped.txt")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    with pytest.raises(DownloadError, match="outside the target folder"):  # tarfile's 'data' filter, one line
+        download._unpack(archive, into)
+    assert not (tmp_path / "deep" / "escaped.txt").exists()
+    link = tmp_path / "b.tar"
+    with tarfile.open(link, "w") as tf:
+        info = tarfile.TarInfo("data/evil")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(DownloadError, match="outside the target folder"):
+        download._unpack(link, tmp_path / "deep")
+    assert not (tmp_path / "deep" / "data" / "evil").exists()
