@@ -287,6 +287,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, dataset: str, path: Path, sha256
                     f"INSERT INTO {LEDGER} (dataset, sha256, file, kind, rows_inserted, rows_updated) VALUES (?, ?, ?, ?, ?, ?)",
                     [dataset, result.sha256, path.name, kind, result.inserted, result.updated],
                 )
+                _mark_raw_tables_changed(con, schema, path.name)
         if result.accepted and not result.already_ingested:
             con.execute("COMMIT")
         else:
@@ -296,6 +297,17 @@ def ingest_file(con: duckdb.DuckDBPyConnection, dataset: str, path: Path, sha256
         raise
     result.problems.sort(key=lambda p: (p.line, p.field))
     return result
+
+
+def _mark_raw_tables_changed(con, schema: str, file_name: str) -> None:
+    """The raw tables now hold the file's rows: the lists built before are stale until its run
+    rebuilds them (serving.stale_lists compares this fingerprint with the lists' own)."""
+    from reclm_dagster.datasets import INGEST_INFO_TABLE
+
+    if store.table_exists(con, schema, INGEST_INFO_TABLE) and "fingerprint" in store.read_df(
+            con, schema, INGEST_INFO_TABLE).columns:
+        con.execute(f'UPDATE "{schema}".{INGEST_INFO_TABLE} SET fingerprint = ?, run_id = ?',
+                    [store.tables_fingerprint(con, schema), f"{store.INBOX_RUN_PREFIX}{file_name}"])
 
 
 # Faults of the machine, not of the file (DuckDB locked or broken, disk full): the file stays

@@ -64,6 +64,10 @@ def stale_lists(con: duckdb.DuckDBPyConnection, schema: str) -> dict | None:
 
 def stale_message(dataset: str, why: dict) -> str:
     built = f"built by run {why['lists_run'][:8]}" if why["lists_run"] else "built before reclm recorded their source"
+    if why["raw_run"].startswith(store.INBOX_RUN_PREFIX):  # an inbox file was appended; its run has not rebuilt them yet
+        return (f"reclm: warning: the stored lists of '{dataset}' are stale ({built}): inbox file "
+                f"{why['raw_run'][len(store.INBOX_RUN_PREFIX):]!r} was appended since and no run has rebuilt them yet; answering "
+                f"from the old lists — the inbox sensor's run (or `reclm run --dataset {dataset}`) rebuilds them")
     return (f"reclm: warning: the stored lists of '{dataset}' are stale ({built}): run {why['raw_run'][:8]} replaced the raw "
             f"tables {_run_outcome(why['raw_run'])}; answering from the old lists — `reclm run --dataset {dataset}` rebuilds them")
 

@@ -98,6 +98,8 @@ def read_knowledge_graph(con: duckdb.DuckDBPyConnection, schema: str):
 # `recommendations_info` (one row, written with the lists) holds the fingerprint the lists were
 # built from; `ingest_info` holds the one of the raw tables now stored.
 LISTS_INFO_TABLE = "recommendations_info"
+# ingest_info.run_id after an inbox append: no Dagster run replaced the tables, a file did.
+INBOX_RUN_PREFIX = "inbox:"
 FINGERPRINTED_TABLES = ("items", "interactions", "descriptions", "catalogue_facts", "user_links")
 
 

@@ -122,3 +122,36 @@ def test_a_failed_rerun_leaves_lists_marked_stale(home, capsys, monkeypatch):
     lines = stale.err.strip().splitlines()
     assert len(lines) == 1 and "the stored lists of 'tiny' are stale" in lines[0], stale.err
     assert "failed at step " in lines[0] and "`reclm run --dataset tiny` rebuilds them" in lines[0]
+
+
+def test_an_inbox_append_marks_the_lists_stale_until_its_run_rebuilds_them(home, capsys):
+    """Files the inbox appends change the raw tables without an ingest run: the fingerprint moves
+    with them (same transaction), so the lists built before are flagged, naming the file."""
+    from reclm_dagster import inbox
+
+    schema = settings.schema_name("tiny")
+    from reclm_dagster.datasets.schema import Dataset, validate
+
+    ds = validate(Dataset(  # stored as the ingest asset stores them
+        name="tiny",
+        items=pd.DataFrame({"item_id": ["a", "b"], "title": ["A", "B"], "domain": ["video"] * 2}),
+        interactions=pd.DataFrame({"user_id": ["u1"], "item_id": ["a"], "weight": [1.0], "timestamp": [1]}),
+        descriptions=pd.DataFrame({"description_id": ["d1"], "user_id": ["u1"], "item_id": ["a"], "kind": ["tag"],
+                                   "text": ["rock"]}),
+    ))
+    with duckdb.connect(str(settings.duckdb_path())) as con:
+        store.replace_tables(con, schema, {"items": ds.items, "interactions": ds.interactions,
+                                           "descriptions": ds.descriptions, "recommendations": RECS})
+        fp = store.tables_fingerprint(con, schema)
+        store.replace_tables(con, schema, {
+            INGEST_INFO_TABLE: pd.DataFrame({"loader_version": [2], "dataset": ["tiny"], "run_id": ["run-1"], "fingerprint": [fp]}),
+            store.LISTS_INFO_TABLE: pd.DataFrame({"run_id": ["run-1"], "fingerprint": [fp]})})
+    assert main(["recommend", "--dataset", "tiny", "--user", "u1"]) == 0 and capsys.readouterr().err == ""
+    path = home / "inbox" / "tiny" / "interactions_0601.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("user_id,item_id,weight,timestamp\nu2,b,1,5\n")
+    with duckdb.connect(str(settings.duckdb_path())) as con:
+        assert inbox.ingest_file(con, "tiny", path).accepted
+    assert main(["recommend", "--dataset", "tiny", "--user", "u1"]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "stale" in lines[0] and "'interactions_0601.csv' was appended" in lines[0], lines
