@@ -73,7 +73,8 @@ def evaluate(
     covered = {k: np.zeros(n_items, dtype=bool) for k in ks}
 
     batches = range(0, len(users), batch_size)
-    for start in tqdm(batches, desc="evaluate", disable=not progress, unit="batch"):
+    # A bar for a single batch is noise (`make run` printed 118 of them); finished bars are cleared.
+    for start in tqdm(batches, desc="evaluate", disable=not progress or len(batches) <= 1, unit="batch", leave=False):
         rows = users[start : start + batch_size]
         scores = np.asarray(score_fn(rows), dtype=np.float32)
         if scores.shape != (len(rows), n_items):
