@@ -97,10 +97,10 @@ def dataset_encoder_spec(dataset: str, spec: str | None) -> str:
         return spec or ""
     import duckdb
 
-    from reclm_dagster.defs.resources import stored_encoder_spec
+    from reclm_dagster.defs.resources import EncoderResource
 
-    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
-        return stored_encoder_spec(con, settings.schema_name(dataset)) or ""
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:  # the runs' own rule
+        return EncoderResource().spec_for(con, settings.schema_name(dataset))
 
 
 def _embedded_with(dataset: str, encoder_name: str | None) -> bool:

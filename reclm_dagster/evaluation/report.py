@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 from reclm_dagster.evaluation.offline import TUNING_METRIC, EvaluationProtocol, EvaluationResult
 from reclm_dagster.evaluation.protocol import RANKING_METRICS
 
@@ -31,6 +33,11 @@ from reclm_dagster.evaluation.cold_users import COLD_USER_PREFIX, ONBOARDING_PRE
 COLD_USER_BASELINES = ("pop", "ease")
 # Onboarding (users who said what they like): the hybrid against Pop and its own text-only signals.
 ONBOARDING_BASELINES = ("pop", "text", "lexical")
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """A table as JSON-safe rows: numbers through ``_num``, text kept."""
+    return [{k: v if isinstance(v, str) else _num(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
 def _num(value) -> float | None:
@@ -97,11 +104,9 @@ def eval_json(dataset: str, protocol: EvaluationProtocol, result: EvaluationResu
     }
     report = {"dataset": dataset, "protocol": proto, "models": models, "split": split}
     if len(result.stages):  # where the evaluation spent its time and memory (profiling.LapClock)
-        report["stages"] = [{k: (_num(v) if k != "stage" else v) for k, v in row.items()}
-                            for row in result.stages.to_dict("records")]
+        report["stages"] = _records(result.stages)
     if len(result.cold_user_tuning):  # (half-life, p) on validation: cold users' NDCG, and the main users' for each c's p
-        report["short_history_tuning"] = [{k: _num(v) for k, v in row.items()}
-                                          for row in result.cold_user_tuning.to_dict("records")]
+        report["short_history_tuning"] = _records(result.cold_user_tuning)
     if headline_ratios(report):
         report["ratios"] = headline_ratios(report)
     if cold_users:
