@@ -333,12 +333,30 @@ def ingest_or_reject(con: duckdb.DuckDBPyConnection, dataset: str, path: Path, s
 
 
 def replay_processed(con: duckdb.DuckDBPyConnection, dataset: str) -> list[IngestResult]:
-    """Re-apply, oldest first, the files this dataset's inbox already accepted (after a rebuild)."""
-    folder = inbox_root() / dataset / PROCESSED
-    if not folder.is_dir():
+    """Re-apply, in ledger order, every file this dataset's inbox accepted (after a rebuild).
+
+    The ledger, not the processed/ folder, says what was accepted: a file whose rows a tick
+    committed but has not moved yet (or a tick killed between the commit and the move) is
+    still in the inbox folder, and must be replayed all the same, exactly once."""
+    _ensure_ledger(con)
+    accepted = con.execute(f"SELECT sha256, file FROM {LEDGER} WHERE dataset = ? ORDER BY ingested_at, file",
+                           [dataset]).fetchall()
+    if not accepted:
         return []
-    files = sorted((p for p in folder.iterdir() if file_kind(p) is not None), key=lambda p: (p.stat().st_mtime, p.name))
-    return [ingest_file(con, dataset, path, replay=True) for path in files]
+    folder = inbox_root() / dataset
+    candidates = [*pending_files(folder), *pending_files(folder / PROCESSED)]
+    by_sha = {}
+    for path in candidates:
+        by_sha.setdefault(sha256_file(path), path)
+    results = []
+    for sha, name in accepted:
+        if sha in by_sha:
+            results.append(ingest_file(con, dataset, by_sha[sha], sha, replay=True))
+        else:
+            missing = IngestResult(dataset, name, file_kind(Path(name)), sha)
+            missing.problems.append(Problem(name, 0, "*", "", f"accepted earlier but no longer in {folder} or its {PROCESSED}/: its rows are not in the rebuilt tables"))
+            results.append(missing)
+    return results
 
 
 def stored_counts(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, int]:

@@ -220,6 +220,37 @@ def test_a_rebuild_of_the_raw_tables_replays_what_the_inbox_accepted(home):
         assert con.execute(f"SELECT count(*) FROM {inbox.LEDGER}").fetchall()[0][0] == 1
 
 
+def test_a_rebuild_between_a_ticks_commit_and_its_move_applies_the_file_exactly_once(home, evaluate):
+    """Issue 14.4: the inbox sensor and a manual run at the same time. The tick committed a
+    file's rows, then a manual run rebuilt the raw tables before the tick moved the file to
+    processed/. Replaying from the folder lost the rows (0 times); the ledger replays them once."""
+    path = drop(home, "interactions_race.csv", "user_id,item_id,weight\nu7,i3,2\n")
+    sha = inbox.sha256_file(path)
+    assert ingest(path).accepted  # the tick's commit; the file is still in the inbox folder
+    source = table("interactions")
+    source = source[source["user_id"] != "u7"]
+    with duckdb.connect(str(settings.duckdb_path())) as con:  # the manual run's raw_dataset
+        store.replace_tables(con, SCHEMA, {"interactions": source})
+        assert [r.accepted for r in inbox.replay_processed(con, DS)] == [True]
+    assert (table("interactions")["user_id"] == "u7").sum() == 1
+    (request,), cursor, _ = evaluate()  # the tick goes on: moves the file, requests its run once
+    assert request.run_key == sha and (table("interactions")["user_id"] == "u7").sum() == 1
+    assert evaluate(cursor)[0] == []
+    with duckdb.connect(str(settings.duckdb_path())) as con:  # and a later rebuild still has it once
+        store.replace_tables(con, SCHEMA, {"interactions": source})
+        inbox.replay_processed(con, DS)
+    assert (table("interactions")["user_id"] == "u7").sum() == 1
+
+
+def test_an_accepted_file_that_disappeared_is_named_by_the_rebuild(home):
+    path = drop(home, "interactions_gone.csv", "user_id,item_id,weight\nu8,i3,2\n")
+    assert ingest(path).accepted
+    path.unlink()
+    with duckdb.connect(str(settings.duckdb_path())) as con:
+        (result,) = inbox.replay_processed(con, DS)
+    assert not result.accepted and "interactions_gone.csv" in result.reason_text() and "no longer" in result.reason_text()
+
+
 # ---------------------------------------------------------------- poison files (issue 14, defect 4b)
 
 def test_a_duplicated_column_rejects_the_file_instead_of_raising(home):
