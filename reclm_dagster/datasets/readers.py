@@ -30,18 +30,28 @@ _MAGIC = {
 _CONTROL = bytes(b for b in range(32) if b not in b"\t\n\r\f")
 
 
+def _single_byte(b: int) -> str:
+    # Windows-1252 where it defines the byte (0x80-0x9F: €, curly quotes, dashes, which Latin-1
+    # turns into invisible C1 controls), Latin-1 for the five bytes it leaves undefined.
+    try:
+        return bytes([b]).decode("cp1252")
+    except UnicodeDecodeError:
+        return bytes([b]).decode("latin-1")
+
+
 def _latin1_bytes(err: UnicodeError) -> tuple[str, int]:
     assert isinstance(err, UnicodeDecodeError)
-    return err.object[err.start:err.end].decode("latin-1"), err.end
+    return "".join(_single_byte(b) for b in err.object[err.start:err.end]), err.end
 
 
 codecs.register_error("reclm-latin1", _latin1_bytes)
 
 
 def decode(data: bytes) -> str:
-    """UTF-8 (a BOM is dropped); only the bytes that are not valid UTF-8 are read as Latin-1.
+    """UTF-8 (a BOM is dropped); only the bytes that are not valid UTF-8 are read as Windows-1252
+    (Latin-1 for the five bytes it leaves undefined).
 
-    Latin-1 maps every byte, so the fallback never fails; several public datasets
+    The fallback maps every byte, so it never fails; several public datasets
     (HetRec tags, ml-100k, ml-1m) ship Latin-1 files next to UTF-8 ones, and HetRec
     MovieLens' tags.dat mixes both line by line. The fallback is per invalid byte, not
     per line: one stray byte must not turn the valid "Café 日本" beside it into mojibake.
@@ -90,6 +100,8 @@ def read_delimited(path: Path, sep: str = ",", quoting: int = csv.QUOTE_MINIMAL,
     """
     path = Path(path)
     text = read_text(path)
+    if names is None and not text.strip():
+        raise DatasetError(f"{path.name}: the file is empty (not even a header line)")
     if names is not None:  # a synthetic header keeps one code path; lines shift back by one below
         text = sep.join(names) + "\n" + text
     # pandas' C parser cuts a field at a NUL byte ('u00\\0x' -> 'u00'), so NULs take the exact path
