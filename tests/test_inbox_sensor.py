@@ -251,6 +251,35 @@ def test_an_accepted_file_that_disappeared_is_named_by_the_rebuild(home):
     assert not result.accepted and "interactions_gone.csv" in result.reason_text() and "no longer" in result.reason_text()
 
 
+_KILLED_APPEND = """
+import os, signal, sys
+import duckdb
+from reclm_dagster import inbox, settings
+real = inbox._append
+def append_then_die(*args, **kwargs):
+    real(*args, **kwargs)  # the rows are in the table, the ledger row and the COMMIT not yet
+    os.kill(os.getpid(), signal.SIGKILL)
+inbox._append = append_then_die
+with duckdb.connect(str(settings.duckdb_path())) as con:
+    inbox.ingest_file(con, sys.argv[1], sys.argv[2])
+"""
+
+
+def test_kill_9_in_the_middle_of_an_append_leaves_nothing_and_the_next_tick_applies_it_once(home, evaluate):
+    """Issue 14.3: SIGKILL between the rows' INSERT and the COMMIT (a real process, really killed)."""
+    import subprocess
+    import sys
+
+    path = drop(home, "interactions_killed.csv", "user_id,item_id,weight\nu6,i3,2\nu6,i1,1\n")
+    before = table("interactions")
+    proc = subprocess.run([sys.executable, "-c", _KILLED_APPEND, DS, str(path)], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-500:]
+    assert table("interactions").equals(before) and path.exists()  # the store opens; nothing half-appended
+    (request,), cursor, _ = evaluate()
+    assert request.run_key == inbox.sha256_file(home / "inbox" / DS / "processed" / "interactions_killed.csv")
+    assert (table("interactions")["user_id"] == "u6").sum() == 2 and len(table("interactions")) == len(before) + 2
+
+
 # ---------------------------------------------------------------- poison files (issue 14, defect 4b)
 
 def test_a_duplicated_column_rejects_the_file_instead_of_raising(home):
