@@ -34,7 +34,8 @@ import torch
 
 from reclm_dagster import settings
 from reclm_dagster.datasets import load_dataset
-from reclm_dagster.evaluation.queries import CachedEncoder, evaluate_dataset, split_queries
+from reclm_dagster.encoders.cache import CachedEncoder
+from reclm_dagster.evaluation.queries import evaluate_dataset, split_queries
 
 RESULTS = Path(__file__).resolve().parent / "results" / "query_retrieval.json"
 DEFAULT_DATASETS = ["ml-latest-small", "douban-moviedata-small"]

@@ -96,3 +96,18 @@ def recommendations_valid(con: duckdb.DuckDBPyConnection, schema: str) -> tuple[
     invalid = sum(1 for (p,) in paths if p and not verify_path(kg, [tuple(e) for e in json.loads(p)]))
     meta = {"duplicate_pairs": int(duplicates), "already_consumed": int(consumed), "invalid_paths": invalid}
     return duplicates == 0 and consumed == 0 and invalid == 0, meta
+
+
+def coverage_from_store(con, schema: str, k: int = 10) -> dict[str, object]:
+    """Coverage and faithfulness (kg/coverage.py) of the stored ``recommendations`` of one dataset schema.
+
+    Here, not in kg/: the graph package never reads the store (store.py builds graphs from it)."""
+    from reclm_dagster.kg.coverage import explanation_coverage
+
+    recs = store.read_df(con, schema, "recommendations",
+                         "user_id, item_id, rank, explanation_kind, explanation_path", where=f"rank <= {int(k)}")
+    kg = store.read_knowledge_graph(con, schema)
+    interactions = store.read_df(con, schema, "interactions", "user_id, item_id")
+    mentions = (store.read_df(con, schema, "kg_mentions", "user_id, entity_id")
+                if store.table_exists(con, schema, "kg_mentions") else None)
+    return explanation_coverage(recs, kg, k, interactions, mentions)

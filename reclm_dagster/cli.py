@@ -12,66 +12,14 @@ import time
 
 from reclm_dagster import cli_args, recovery, settings
 from reclm_dagster.cli_finetune import add_finetune_parser
+from reclm_dagster.cli_synth import add_synth_parser
 from reclm_dagster.cli_kg import KGExportError, add_kg_parser
 from reclm_dagster.cli_queries import format_query_table, query_retrieval_report
 from reclm_dagster.datasets.schema import DatasetError
+from reclm_dagster.cli_run import _check_dataset, _execute, _materialized  # noqa: F401 (tests patch cli._execute)
 from reclm_dagster.serving import ReclmError
 
 USER_ERRORS = (ReclmError, KGExportError, DatasetError)
-
-
-def _check_dataset(name: str) -> None:
-    """Fail before starting a Dagster run when the dataset's folder is missing."""
-    from reclm_dagster.datasets import DatasetNotFound, dataset_folder
-
-    if name == settings.DEFAULT_DATASET:
-        return
-    try:
-        dataset_folder(name, settings.data_dir())
-    except DatasetNotFound as exc:
-        raise ReclmError(f"unknown dataset '{name}': {exc}") from None
-
-
-def _execute(dataset: str, encoder: str, log_level: str, asset_names: list[str] | None = None, ops_config: dict | None = None):
-    """Run the asset graph (or a part of it) for one dataset through the Dagster instance in RECLM_HOME."""
-    _check_dataset(dataset)
-    from reclm_dagster.defs.resources import ensure_dagster_home
-
-    ensure_dagster_home()
-    import dagster as dg
-
-    from reclm_dagster.definitions import build_definitions
-
-    instance = dg.DagsterInstance.get()
-    recovery.recover_orphaned_runs(instance)  # runs a killed reclm left unfinished end as failed
-    if not instance.has_dynamic_partition("datasets", dataset):
-        instance.add_dynamic_partitions("datasets", [dataset])
-    job = build_definitions().resolve_job_def("reclm_full")
-    start = time.perf_counter()
-    with recovery.mlflow_owner_tags():  # MLflow runs this run starts carry our pid as well
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=dataset,
-            run_config={
-                "ops": ops_config or {},
-                # No encoder given: the run reads the dataset's stored choice (defs/resources.EncoderResource).
-                "resources": {"encoder": {"config": {"model": encoder} if encoder is not None else {}}},
-                "loggers": {"console": {"config": {"log_level": log_level}}},
-            },
-            asset_selection=[dg.AssetKey(n) for n in asset_names] if asset_names else None,
-            raise_on_error=False,
-            tags={"reclm/cli": "run" if not asset_names else "eval", **recovery.owner_tags()},
-        )
-    seconds = time.perf_counter() - start
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                err = event.step_failure_data.error
-                cause = err.cause if err and err.cause else err
-                message = cause.message.strip().splitlines()[-1] if cause and cause.message.strip() else "see the Dagster UI"
-                print(f"reclm: step {event.step_key} failed: {message}", file=sys.stderr)
-        raise ReclmError(f"run {result.run_id} failed; `reclm ui` shows its logs")
-    return result, seconds
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -80,27 +28,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _materialized(dataset: str, table: str) -> bool:
-    import duckdb
-
-    from reclm_dagster import store
-
-    if not settings.duckdb_path().exists():
-        return False
-    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
-        return store.table_exists(con, settings.schema_name(dataset), table)
-
-
 def dataset_encoder_spec(dataset: str, spec: str | None) -> str:
     """The encoder a command uses: the one given, else the one the dataset is embedded with, else MiniLM ('')."""
     if spec is not None or not settings.duckdb_path().exists():
         return spec or ""
     import duckdb
 
-    from reclm_dagster.defs.resources import EncoderResource
+    from reclm_dagster.encoders.registry import resolve_encoder_spec
 
     with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:  # the runs' own rule
-        return EncoderResource().spec_for(con, settings.schema_name(dataset))
+        return resolve_encoder_spec(con, settings.schema_name(dataset), None)
 
 
 def _embedded_with(dataset: str, encoder_name: str | None) -> bool:
@@ -110,7 +47,7 @@ def _embedded_with(dataset: str, encoder_name: str | None) -> bool:
     import duckdb
 
     from reclm_dagster.datasets import LOADER_VERSION
-    from reclm_dagster.defs.resources import load_encoder
+    from reclm_dagster.encoders.registry import load_encoder
     from reclm_dagster.training import stored_loader_version
 
     schema = settings.schema_name(dataset)
@@ -218,7 +155,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.query is None and args.user is None:
         raise ReclmError("say whom or what for: --user ID and/or --query \"free text\"")
     if args.query is not None:
-        from reclm_dagster.defs.resources import load_encoder
+        from reclm_dagster.encoders.registry import load_encoder
 
         encoder = load_encoder(dataset_encoder_spec(args.dataset, args.encoder), 64, "auto")
         rows = serving.recommend_for_query(args.dataset, args.query, args.k, encoder, user_id=args.user)
@@ -394,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_ui)
     add_kg_parser(sub)
     add_finetune_parser(sub)
+    add_synth_parser(sub)
     cli_args.add_debug_flag(parser)
     return parser
 

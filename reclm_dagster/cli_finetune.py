@@ -34,8 +34,7 @@ def _value(meta: dict, key: str):
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    # cli.py imports this module: import its run helpers here, not at the top.
-    from reclm_dagster.cli import _execute, _materialized
+    from reclm_dagster.cli_run import _execute, _materialized
     from reclm_dagster.defs.ingest import RAW_TABLES
     from reclm_dagster.serving import ReclmError
 

@@ -14,13 +14,14 @@ def query_retrieval_report(dataset: str, encoder_name: str | None) -> dict:
     import duckdb
 
     from reclm_dagster import store
-    from reclm_dagster.defs.resources import EncoderResource, load_encoder
-    from reclm_dagster.evaluation.queries import CachedEncoder, evaluate_query_retrieval
+    from reclm_dagster.encoders.registry import load_encoder, resolve_encoder_spec
+    from reclm_dagster.encoders.cache import CachedEncoder
+    from reclm_dagster.evaluation.queries import evaluate_query_retrieval
 
     schema = settings.schema_name(dataset)
     with duckdb.connect(str(settings.duckdb_path())) as con:
         items, facts, descriptions = (store.read_df(con, schema, t) for t in ("items", "catalogue_facts", "descriptions"))
-        spec = EncoderResource(model=encoder_name).spec_for(con, schema)  # None: the dataset's own, as runs resolve it
+        spec = resolve_encoder_spec(con, schema, encoder_name)  # None: the dataset's own, as runs resolve it
         encoder = CachedEncoder(load_encoder(spec, 64, "auto"), con)
         result = evaluate_query_retrieval(f"{dataset}/{'+'.join(sorted(set(descriptions['kind'])))}", items, facts,
                                           descriptions, encoder, fusion=("zscore", "rrf"))

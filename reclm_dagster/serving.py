@@ -15,8 +15,10 @@ from reclm_dagster.kg.build import item_node
 from reclm_dagster.kg.linking import link_request
 from reclm_dagster.models.fusion import linear_fusion
 from reclm_dagster.models.matrix import to_matrix
+from reclm_dagster.models.query import QueryScorer
+from reclm_dagster.models.query import fuse as fuse_query
 from reclm_dagster.models.ranking import topk
-from reclm_dagster.text.bm25 import BM25
+from reclm_dagster.models.signals import QUERY_SIGNALS, SIGNALS
 from reclm_dagster.text.normalize import segment
 from reclm_dagster.training import DatasetTables, chosen_hybrid_config, item_text_index
 
@@ -96,10 +98,15 @@ def _run_outcome(run_id: str) -> str:
         return "since"
 
 
+# The per-signal scores an answer shows: every registry signal stored with the list (cf, text,
+# lexical, kg), and for a request its fused query score and the user's own profile score.
+SCORES = (*SIGNALS, "query", "user")
+
+
 def _rows(df: pd.DataFrame) -> list[dict]:
     out = []
     for r in df.itertuples(index=False):
-        scores = {s: float(getattr(r, f"score_{s}")) for s in ("cf", "text", "lexical", "query", "user") if hasattr(r, f"score_{s}") and pd.notna(getattr(r, f"score_{s}"))}
+        scores = {s: float(getattr(r, f"score_{s}")) for s in SCORES if hasattr(r, f"score_{s}") and pd.notna(getattr(r, f"score_{s}"))}
         out.append(
             {
                 "rank": int(r.rank),
@@ -187,18 +194,17 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
         )
     tokens = segment(query)
     readable, unknown_share = encoder_reads(encoder, query)
-    # e5-style encoders embed requests with their own "query: " prefix
-    query_vec = (getattr(encoder, "query_encoder", None) or encoder).encode([query])[0]
     # Items as the hybrid sees them: catalogue text plus what users said about them.
     item_vectors, item_tokens = item_text_index(tables, tables.items["item_id"].astype(str).to_numpy(), config)
-    bm25 = BM25().fit(item_tokens)
-    signals = {"text": (item_vectors @ query_vec)[None, :].astype(np.float32), "lexical": bm25.score([tokens])}
-    qw = {k_: float(v) for k_, v in cfg.get("query", {}).get("weights", {"text": 1.0, "lexical": 1.0}).items()}
-    if not readable:  # the encoder cannot read it: words (jieba BM25) and named entities rank alone
+    scorer = QueryScorer.fit(item_vectors, item_tokens)  # the evaluation's scorer (models/query.py)
+    # e5-style encoders embed requests with their own "query: " prefix; an unreadable request
+    # (too many unknown tokens) gets text 0: words (jieba BM25) and named entities rank it alone
+    signals = scorer.score([query], encoder, tokens=[tokens], readable=[readable])
+    qw = {k_: float(v) for k_, v in cfg.get("query", {}).get("weights", {n: 1.0 for n in QUERY_SIGNALS}).items()}
+    if not readable:
         qw["text"] = 0.0
-        signals["text"] = np.zeros_like(signals["text"])
     unread_note = "" if readable else f" (the encoder cannot read this request: {unknown_share:.0%} unknown tokens)"
-    fused = linear_fusion(signals, qw, norm="zscore")
+    fused = fuse_query(signals, qw)
     exclude = None
     user_scores = None
     if user_id is not None:
@@ -214,7 +220,7 @@ def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str 
     for rank, (i, v) in enumerate(zip(idx[0], vals[0]), start=1):
         if i < 0:
             continue
-        matched = bm25.matched_terms(tokens, int(i))
+        matched = scorer.bm25.matched_terms(tokens, int(i))
         named = named_in_request.get(item_node(items.at[int(i), "item_id"]), [])
         if named:
             why = "Has " + ", ".join(f"'{surface_of[e]}'" for e in named[:3]) + " that your request names"

@@ -186,13 +186,13 @@ def hybrid_config(cfg: dict) -> HybridConfig:
     return replace(default, weights=weights, **values)
 
 
-# The chosen setting (JSON of HybridConfig fields) and the re-ranker the evaluation stores.
+# The chosen setting (JSON of HybridConfig fields) and the re-ranker the hybrid_selection asset stores.
 CHOSEN_TABLE = "hybrid_chosen"
 RERANKER_TABLE = "hybrid_reranker"
 
 
 def chosen_hybrid_config(con: duckdb.DuckDBPyConnection, schema: str, cfg: dict) -> HybridConfig:
-    """The configured hybrid with what the evaluation chose on validation (g, λ, weights…), if stored."""
+    """The configured hybrid with what hybrid_selection chose on validation (g, λ, weights…), if stored."""
     config = hybrid_config(cfg)
     if store.table_exists(con, schema, CHOSEN_TABLE):
         chosen = json.loads(store.read_df(con, schema, CHOSEN_TABLE)["json"].iloc[0])

@@ -59,13 +59,13 @@ def test_long_query_is_refused_with_the_limit(home, capsys, length):
 
 
 def test_json_answer_bounds_linked_spans(home, capsys, monkeypatch):
-    import reclm_dagster.defs.resources as resources
+    import reclm_dagster.encoders.registry as registry
 
     spans = [{"surface": "robot", "start": 6 * i, "end": 6 * i + 5, "entity_id": "tag:robot", "entity_type": "tag"}
              for i in range(5300)]
     rows = [{"rank": r, "item_id": str(r), "title": "T", "domain": "video", "score": 1.0, "scores": {}, "facts": {},
              "explanation": "why", "linked": spans} for r in range(1, 11)]
-    monkeypatch.setattr(resources, "load_encoder", lambda *a, **kw: None)
+    monkeypatch.setattr(registry, "load_encoder", lambda *a, **kw: None)
     monkeypatch.setattr(serving, "recommend_for_query", lambda *a, **kw: rows)
     assert main(["recommend", "--dataset", "tiny", "--query", "robot " * 300, "--json"]) == 0
     out = capsys.readouterr().out

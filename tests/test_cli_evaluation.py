@@ -104,7 +104,7 @@ def test_encoder_comparison_tracks_each_encoder_as_its_own_runs(demo_home, tmp_p
 
     from reclm_dagster import settings
     from reclm_dagster.cli import _embedded_with, _execute
-    from reclm_dagster.defs.resources import stored_encoder_spec
+    from reclm_dagster.encoders.registry import stored_encoder_spec
 
     _execute("demo", None, "WARNING", asset_names=["text_tokens", "text_embeddings"])  # as the nightly refresh does
     with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:

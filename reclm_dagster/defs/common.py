@@ -21,6 +21,14 @@ def schema_of(context: dg.AssetExecutionContext) -> str:
     return settings.schema_name(context.partition_key)
 
 
+def run_id_of(context) -> str:
+    """The run's id from an asset or check context; 'EPHEMERAL' when a test calls the function directly."""
+    try:
+        return context.run.run_id
+    except dg.DagsterError:  # DagsterInvalidPropertyError on direct invocation: there is no run
+        return "EPHEMERAL"
+
+
 def preview(df: pd.DataFrame, rows: int = 5, max_chars: int = 60) -> dg.MarkdownMetadataValue:
     """A markdown preview of a table's first rows, long cells shortened."""
     head = df.head(rows).copy()

@@ -14,7 +14,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import settings, store
-from reclm_dagster.defs.common import dataset_partitions, schema_of
+from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of
 from reclm_dagster.defs.jobs import full_pipeline_job
 from reclm_dagster.defs.resources import MLflowResource
 
@@ -62,7 +62,7 @@ def encoder_finetuned(context: dg.AssetExecutionContext, config: FinetuneConfig,
     if not requested_explicitly(context):
         context.log.info("encoder_finetuned is trained only when asked for (`reclm finetune --dataset NAME`): skipped")
         return
-    from reclm_dagster.defs.resources import load_encoder
+    from reclm_dagster.encoders.registry import load_encoder
     from reclm_dagster.encoders.finetune import build_training_pairs, finetune_to_folder
 
     dataset, schema = context.partition_key, schema_of(context)
@@ -84,7 +84,7 @@ def encoder_finetuned(context: dg.AssetExecutionContext, config: FinetuneConfig,
         max_length=config.max_length, seed=config.seed)
     tuned = load_encoder(str(folder), 64, "auto")  # the `--encoder FOLDER` path: the version it will store
     run_id = log_finetune_run(mlflow, dataset, result, by_kind, folder, tuned.name, tuned.version, base_version,
-                              config, context.run.run_id)
+                              config, run_id_of(context))
     context.log.info(f"{tuned.version} in {folder}; loss {result.smoothed(last=False):.4f} → {result.smoothed():.4f}; "
                      f"held-out pairs {result.heldout_before} → {result.heldout_after}")
     if result.heldout_after.get("accuracy", 1.0) < result.heldout_before.get("accuracy", 0.0):

@@ -5,7 +5,7 @@ import json
 import re
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -13,15 +13,17 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import settings, store
-from reclm_dagster.defs.common import dataset_partitions, schema_of
+from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of
 from reclm_dagster.defs.resources import EncoderResource, MLflowResource
+from reclm_dagster.defs.selection import TABLE_INPUTS, SelectionConfig, finetune_inputs, load_with_encoder, protocol_for
 from reclm_dagster.evaluation.offline import EvaluationProtocol, EvaluationResult, offline_evaluation
+from reclm_dagster.evaluation.selection import read_selection
 from reclm_dagster.evaluation.plots import plot_metrics_at_k, plot_popularity_bias
 from reclm_dagster.evaluation.report import (
     COLD_USER_BASELINES, COLD_USER_METRICS, COLD_USER_PREFIX, ONBOARDING_BASELINES, ONBOARDING_PREFIX, cold_user_entries,
     cold_user_ratios, eval_json, format_table, headline_ratios,
 )
-from reclm_dagster.training import CHOSEN_TABLE, RERANKER_TABLE, DatasetTables, hybrid_config
+from reclm_dagster.training import hybrid_config
 
 HEADLINE = ("ndcg@10", "recall@10", "recall@20", "precision@10")
 
@@ -54,44 +56,20 @@ def headline_ratio_metrics(result: EvaluationResult) -> dict[str, float]:
             for pair, v in headline_ratios({"models": models}).items()}
 
 
-class EvaluationConfig(dg.Config):
-    """Overrides of the evaluation protocol in assets/config/default.yaml (None = keep the file's value)."""
+class EvaluationConfig(SelectionConfig):
+    """Overrides of the evaluation protocol in assets/config/default.yaml (None = keep the file's value).
 
-    valid_fraction: float | None = None
-    test_fraction: float | None = None
-    seed: int | None = None
-    method: str | None = None  # random | temporal
+    A split other than the one ``hybrid_selection`` chose on makes the evaluation re-select on its own split."""
+
     finetune_steps: int | None = None  # > 0: also hybrid@finetuned (the encoder fine-tuned on the train rows)
-
-
-def finetune_inputs(enc, dataset: str, protocol: EvaluationProtocol) -> tuple[str | None, dict | None]:
-    """``(finetune_base, encoder_recipe)`` for ``offline_evaluation`` from the run's encoder.
-
-    The base is the encoder's folder when it is a transformer (else None: no ``hybrid@finetuned``);
-    the recipe is its fine-tuning record when its weights have seen rows this split holds out.
-    """
-    from reclm_dagster.encoders.finetune import evaluation_conflict, trained_on
-    from reclm_dagster.encoders.transformer import TransformerEncoder
-
-    if not isinstance(enc, TransformerEncoder):
-        return None, None
-    if evaluation_conflict(enc.folder, dataset, protocol.as_params()) is None:
-        return str(enc.folder), None
-    recipe = trained_on(enc.folder) or {}
-    return recipe.get("base_model") or "", recipe  # hybrid@finetuned starts from the same base, not these weights
-
-
-def protocol_for(config: EvaluationConfig | None) -> EvaluationProtocol:
-    protocol = EvaluationProtocol.from_config(settings.load_config())
-    overrides = {k: v for k, v in (config.model_dump() if config else {}).items() if v is not None}
-    return replace(protocol, **overrides)
 
 
 @dg.asset(
     group_name="evaluation",
     partitions_def=dataset_partitions,
-    deps=["text_embeddings", "interactions", "descriptions"],
-    description="NDCG, Recall, Precision, … at K of the hybrid and of each signal alone, on a held-out per-user split with full ranking.",
+    deps=["hybrid_selection", *TABLE_INPUTS],
+    description="NDCG, Recall, Precision, … at K of the hybrid and of each signal alone, on a held-out per-user split with "
+                "full ranking; the hybrid runs with hybrid_selection's choice when it was made on this split.",
 )
 def evaluation(
     context: dg.AssetExecutionContext,
@@ -105,22 +83,20 @@ def evaluation(
     cfg = settings.load_config()
     protocol = protocol_for(config)
     hybrid = hybrid_config(cfg)
+    tables, enc = load_with_encoder(duckdb, encoder, schema, dataset)
     with duckdb.get_connection() as con:
-        tables = DatasetTables.load(con, schema)
-        enc = encoder.for_dataset(con, schema)
-    if enc.version != tables.encoder_version:  # name and version are logged from one encoder, or not at all
-        raise dg.Failure(f"{dataset} is embedded with {tables.encoder_version}, this run's encoder is {enc.version}: "
-                         f"materialize text_embeddings with it first (`reclm eval --dataset {dataset} --encoder ...` does)")
+        stored = read_selection(con, schema)
     start = time.perf_counter()
     base, recipe = finetune_inputs(enc, dataset, protocol)
     if recipe is not None:
         context.log.warning(f"{tables.encoder_version} was fine-tuned on rows this split holds out: the evaluation "
                             "measures its recipe, retrained on the split's train rows")
     result = offline_evaluation(tables, protocol, hybrid, progress=True, dataset=dataset, finetune_base=base,
-                                encoder_recipe=recipe)
+                                encoder_recipe=recipe, selection=stored)
     seconds = time.perf_counter() - start
+    context.log.info(f"hybrid setting: {result.selection_source}")
     evaluated_with = result.encoder_version or tables.encoder_version
-    metrics = result.metrics.assign(dataset=dataset, encoder_version=evaluated_with, dagster_run_id=context.run.run_id)
+    metrics = result.metrics.assign(dataset=dataset, encoder_version=evaluated_with, dagster_run_id=run_id_of(context))
     with duckdb.get_connection() as con:
         store.replace_tables(
             con,
@@ -128,19 +104,6 @@ def evaluation(
             {
                 "evaluation_metrics": metrics,
                 "evaluation_split": result.split,
-                # The lists (user_item_scores) use these weights: chosen on validation, never on test.
-                "fusion_weights": pd.DataFrame(
-                    {"signal": list(result.weights), "weight": list(result.weights.values()),
-                     "chosen_by": "validation" if len(result.tuning) else "config"}
-                ),
-                "fusion_tuning": result.tuning if len(result.tuning.columns)
-                else pd.DataFrame(columns=[*result.weights, "ndcg@10"], dtype=float),
-                # The whole chosen setting (side weight g, λ, popularity for short histories…).
-                CHOSEN_TABLE: pd.DataFrame({"json": [json.dumps(asdict(result.hybrid_config or hybrid))],
-                                            "chosen_by": ["validation" if len(result.tuning) else "config"]}),
-                # The learned re-ranker, only when validation preferred it to the plain fusion.
-                RERANKER_TABLE: pd.DataFrame({"model": [result.reranker.to_model_string()] if result.reranker else []},
-                                             dtype=object),
                 # The whole report as JSON: what `reclm eval --json` prints.
                 "evaluation_report": pd.DataFrame({"json": [json.dumps(eval_json(dataset, protocol, result), ensure_ascii=False)]}),
             },
@@ -148,7 +111,7 @@ def evaluation(
 
     wide = result.wide("all")
     tuned = result.hybrid_config or replace(hybrid, weights=result.weights)
-    run_ids = log_to_mlflow(mlflow, dataset, result, protocol, tuned.as_params(), enc.name, evaluated_with, context.run.run_id)
+    run_ids = log_to_mlflow(mlflow, dataset, result, protocol, tuned.as_params(), enc.name, evaluated_with, run_id_of(context))
     headline = wide[[c for c in HEADLINE if c in wide.columns]].round(4)
     context.log.info(f"evaluation on {dataset} ({protocol.name()}) in {seconds:.1f}s:\n{format_table(result)}")
     meta: dict[str, object] = {
@@ -159,7 +122,8 @@ def evaluation(
         "metrics": dg.MetadataValue.md(headline.reset_index().to_markdown(index=False)),
         "mlflow_runs": ", ".join(run_ids),
         "fusion_weights": ", ".join(f"{k}={v:g}" for k, v in result.weights.items()),
-        "fusion_weights_chosen_by": "validation" if len(result.tuning) else "config",
+        "fusion_weights_chosen_by": result.selection.chosen_by if result.selection else "config",
+        "hybrid_selection": result.selection_source,
         "hybrid_setting": json.dumps(tuned.as_params()),
         "reranker": "kept (won on held-out validation users)" if result.reranker else "not used",
         "skipped_models": ", ".join(f"{k}: {v}" for k, v in result.skipped.items()) or "none",
@@ -264,7 +228,7 @@ def ndcg_not_regressed(context: dg.AssetCheckExecutionContext, duckdb: DuckDBRes
         what = "no hybrid NDCG@10 stored" if row is None else "the hybrid's NDCG@10 is NULL"
         return dg.AssetCheckResult(passed=False, metadata={"reason": f"{what}: no user could be evaluated on this split"})
     current, encoder_version = float(row[0]), row[1]
-    best = best_earlier_ndcg(dataset, encoder_version, "hybrid", context.run.run_id, reported_protocol_params(report))
+    best = best_earlier_ndcg(dataset, encoder_version, "hybrid", run_id_of(context), reported_protocol_params(report))
     if best is None:
         return dg.AssetCheckResult(passed=True, metadata={"ndcg_at_10": current, "best_earlier": "none"})
     return dg.AssetCheckResult(

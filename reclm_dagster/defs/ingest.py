@@ -8,7 +8,7 @@ from reclm_dagster import checks, settings, store
 import pandas as pd
 
 from reclm_dagster.datasets import INGEST_INFO_TABLE, LOADER_VERSION, DatasetError, load_dataset
-from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
+from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of, table_meta
 from reclm_dagster.inbox import replay_processed
 
 RAW_TABLES = {
@@ -40,7 +40,7 @@ def raw_dataset(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
     # run_id + fingerprint: the lists record the fingerprint they were built from, so serving can
     # tell when a later run replaced these tables and failed before the lists (serving.stale_lists).
     # The fingerprint stays NULL (= lists stale) until the inbox files are replayed too.
-    info = pd.DataFrame({"loader_version": [LOADER_VERSION], "dataset": [name], "run_id": [context.run.run_id],
+    info = pd.DataFrame({"loader_version": [LOADER_VERSION], "dataset": [name], "run_id": [run_id_of(context)],
                          "ingested_at": [pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)],
                          "fingerprint": pd.Series([None], dtype="string")})
     with duckdb.get_connection() as con:

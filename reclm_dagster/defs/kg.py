@@ -9,7 +9,8 @@ from reclm_dagster import checks, settings, store
 from reclm_dagster.defs.common import dataset_partitions, preview, schema_of, table_meta
 from reclm_dagster.defs.resources import EncoderResource
 from reclm_dagster.kg import build_knowledge_graph, co_consumption_triples
-from reclm_dagster.kg.linking import CachedEncoder, EntityLinker, link_descriptions, mention_summary
+from reclm_dagster.encoders.cache import CachedEncoder
+from reclm_dagster.kg.linking import EntityLinker, link_descriptions, mention_summary
 
 # Co-consumption partners kept per item. One common user is enough: in the long tail (an
 # artist with a single listener) it is the only link there is, and explanations say
@@ -66,7 +67,7 @@ def knowledge_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
 @dg.asset(
     group_name="knowledge_graph",
     partitions_def=dataset_partitions,
-    deps=["descriptions", "kg_entities"],
+    deps=["descriptions", "kg_entities", "text_tokens"],  # text_tokens: the dataset's encoder choice the linker reads
     description="Entity mentions in users' descriptions: one row per mention with span, surface text, entity, method (exact | alias | embedding) and score.",
 )
 def kg_mentions(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encoder: EncoderResource) -> dg.MaterializeResult:
@@ -80,10 +81,7 @@ def kg_mentions(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encod
     with duckdb.get_connection() as con:
         linker_encoder = None
         if use_embeddings and len(descriptions):
-            from reclm_dagster.encoders import cache as embedding_cache
-
-            model = encoder.for_dataset(con, schema)
-            linker_encoder = CachedEncoder(lambda texts: embedding_cache.cached_encode(con, model, texts))
+            linker_encoder = CachedEncoder(encoder.for_dataset(con, schema), con)
         linker = EntityLinker(entities, encoder=linker_encoder, threshold=threshold)
         mentions = link_descriptions(descriptions, linker)
         store.replace_tables(con, schema, {"kg_mentions": mentions})

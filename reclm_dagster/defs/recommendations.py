@@ -8,7 +8,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import checks, settings, store
-from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
+from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of, table_meta
 from reclm_dagster.kg import KnowledgeGraph, explain_many
 from reclm_dagster.kg.coverage import credible_evidence
 from reclm_dagster.kg.evidence import tag_user_counts
@@ -66,7 +66,7 @@ def lists_info(con, schema: str, run_id: str) -> pd.DataFrame:
 @dg.asset(
     group_name="recommendations",
     partitions_def=dataset_partitions,
-    deps=["user_item_scores", "kg_entities", "kg_triples", "kg_mentions", "text_tokens"],
+    deps=["user_item_scores", "kg_entities", "kg_triples", "kg_mentions", "text_tokens", "interactions", "descriptions", "items"],
     description="Per user, the top items with per-signal scores, knowledge-graph facts and a one-line explanation built from edges that exist.",
 )
 def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
@@ -81,7 +81,7 @@ def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
         kg = store.read_knowledge_graph(con, schema)
         mentions = (store.read_df(con, schema, "kg_mentions", "user_id, entity_id, surface, kind")
                     if store.table_exists(con, schema, "kg_mentions") else None)
-        built_from = lists_info(con, schema, context.run.run_id)
+        built_from = lists_info(con, schema, run_id_of(context))
     titles = dict(zip(items["item_id"].astype(str), items["title"].astype(str)))
     explained = explain_many(recs, interactions, kg, matched_terms_fn=matched_terms_fn(descriptions, tokens), titles=titles,
                              mentions=mentions, descriptions=descriptions)

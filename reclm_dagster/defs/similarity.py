@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from reclm_dagster import settings, store
 from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
+from reclm_dagster.defs.selection import TABLE_INPUTS
 from reclm_dagster.models.fusion import linear_fusion
 from reclm_dagster.models.matrix import InteractionMatrix
 from reclm_dagster.models.neighbors import ItemKNN
@@ -22,7 +23,7 @@ BATCH = 512
 @dg.asset(
     group_name="similarity",
     partitions_def=dataset_partitions,
-    deps=["text_embeddings", "interactions"],
+    deps=TABLE_INPUTS,
     description="Top-K neighbours of every item by text embedding, by co-consumption (item-item cosine) and fused.",
 )
 def item_similarity(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
@@ -67,9 +68,11 @@ def item_similarity(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
 @dg.asset(
     group_name="similarity",
     partitions_def=dataset_partitions,
-    deps=["text_embeddings", "interactions", "descriptions", "evaluation"],
-    description="Per user, the top candidates by the fused hybrid score with each signal's score (cf, text, lexical), "
-    "fused with the weights the evaluation chose on validation. Already-consumed items are excluded.",
+    # hybrid_selection: the setting and re-ranker it reads. evaluation: not read, but its NDCG check is
+    # blocking, so a hybrid that regressed on held-out data never replaces the stored lists.
+    deps=["hybrid_selection", "evaluation", *TABLE_INPUTS],
+    description="Per user, the top candidates by the fused hybrid score with each signal's score (cf, text, lexical, kg), "
+    "with the setting and re-ranker hybrid_selection chose on validation. Already-consumed items are excluded.",
 )
 def user_item_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     cfg = settings.load_config()

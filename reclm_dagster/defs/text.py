@@ -10,7 +10,8 @@ from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import checks, store
 from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
-from reclm_dagster.defs.resources import ENCODER_CHOICE_TABLE, EncoderResource, encoder_choice_table, load_encoder
+from reclm_dagster.defs.resources import EncoderResource
+from reclm_dagster.encoders.registry import ENCODER_CHOICE_TABLE, encoder_choice_table, load_encoder
 from reclm_dagster.encoders import cache as embedding_cache
 from reclm_dagster.text.documents import text_corpus
 from reclm_dagster.text.normalize import detect_language, normalize, segment

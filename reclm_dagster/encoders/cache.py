@@ -159,3 +159,28 @@ def cached_encode(con: duckdb.DuckDBPyConnection, encoder, texts, progress: bool
     if stats is not None:
         stats.update(hits=found.hits, misses=found.misses)
     return found.vectors[inverse.reshape(-1)]
+
+
+class CachedEncoder:
+    """An encoder whose vectors go through ``main.embedding_cache`` on ``con`` (the one cache
+    class: the query evaluation, the entity linker and the CLI all wrap their encoder with it).
+
+    Satisfies ``protocol.Encoder``; a ``query_encoder`` of the wrapped encoder is wrapped too
+    (it has its own version, so its vectors never mix with the documents').
+    """
+
+    def __init__(self, encoder, con: duckdb.DuckDBPyConnection):
+        self.inner = encoder
+        self.con = con
+        qe = getattr(encoder, "query_encoder", None)
+        self.query_encoder = CachedEncoder(qe, con) if qe is not None and qe is not encoder else None
+
+    name = property(lambda self: self.inner.name)
+    version = property(lambda self: self.inner.version)
+    dim = property(lambda self: int(self.inner.dim))
+
+    def encode(self, texts, progress: bool = False, desc: str = "encoding") -> np.ndarray:
+        return cached_encode(self.con, self.inner, texts, progress=progress, desc=desc)
+
+    def tokenize_stats(self, texts) -> pd.DataFrame:
+        return self.inner.tokenize_stats(texts)

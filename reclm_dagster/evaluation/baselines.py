@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from reclm_dagster.evaluation.protocol import evaluate
+from reclm_dagster.evaluation.protocol import evaluate, metric_rows
 from reclm_dagster.models import EASE, ItemKNN, Popularity, RP3beta
 
 log = logging.getLogger(__name__)
@@ -175,3 +175,23 @@ def run_baseline(
         metrics = score_test(model)
         del model
     return BaselineResult(name, params, metrics, table)
+
+
+def run_baselines(names, X_train, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress,
+                  metric: str = "ndcg@10"):
+    """Metric rows, params, validation tables and skip reasons of each baseline."""
+    rows, params, tables, skipped = [], {}, {}, {}
+    for name in names:
+        res = run_baseline(name, X_train, X_valid, X_test, ks=protocol.ks, cold_items=cold,
+                           item_popularity=popularity, metric=metric,
+                           ease_max_items=ease_max_items, progress=progress)
+        params[name] = res.params
+        if len(res.tuning):
+            tables[name] = res.tuning
+        if res.skipped:
+            skipped[name] = res.skipped
+        else:
+            rows += metric_rows(name, res.metrics)
+    return rows, params, tables, skipped
+
+

@@ -35,12 +35,13 @@ from reclm_dagster.evaluation.protocol import evaluate, metric_rows
 from reclm_dagster.models.ease import EASE
 from reclm_dagster.models.hybrid import HybridConfig, UserText
 from reclm_dagster.models.neighbors import Popularity
+from reclm_dagster.models.signals import WORD_SIGNALS
 from reclm_dagster.training import DatasetTables, fit_hybrid
 
 REVEAL = (0, 1, 3)
 COLD_USER_PREFIX = "cold_users_"
 ONBOARDING_PREFIX = "onboarding_"
-ONBOARDING_SIGNALS = ("hybrid", "text", "lexical")
+ONBOARDING_SIGNALS = ("hybrid", *WORD_SIGNALS)
 
 
 # Popularity weights for short histories tried on the validation cold users
@@ -111,6 +112,7 @@ def cold_user_evaluation(
     description_mask: np.ndarray | None = None,
     half_lives: Sequence[float] | None = None,
     choose_half_life: Callable[[dict[float, float]], float] | None = None,
+    popularity_grid: Sequence[float] = POPULARITY_GRID,
 ) -> ColdUserResult:
     """``hybrid`` and ``pop`` per revealed ``n``, ``ease`` per ``n >= 1``, on the test cold users.
 
@@ -118,7 +120,8 @@ def cold_user_evaluation(
     (mean NDCG@10 over the revealed ``n``), one p per fade half-life in ``half_lives`` (default:
     the config's); ``choose_half_life({half-life: its p})`` then picks the pair — the caller
     judges it on users with long histories, where the fade decides how much of p remains —
-    before anything is scored on test. Everything else comes from ``config``.
+    before anything is scored on test (``popularity_grid=(p,)``: a prior already chosen, kept).
+    Everything else comes from ``config``.
     ``interactions``: the rows this protocol may use (default: all of ``tables.interactions``).
     ``description_mask``: descriptions the caller already allows (True) or forbids; a
     forbidden one stays forbidden in the fit and in every user's profile.
@@ -160,7 +163,7 @@ def cold_user_evaluation(
 
     tuning = []
     for c in half_lives or (config.short_history_half_life,):
-        for p in POPULARITY_GRID:
+        for p in popularity_grid:
             model.config = replace(config, short_history_popularity=p, short_history_half_life=c)
             per_n = run(hybrid_for, "valid", k=(10,))
             tuning.append({"short_history_half_life": c, "short_history_popularity": p,

@@ -33,7 +33,8 @@ Plain functions, no Dagster. The task (issue: "evaluate free-text requests"):
 
 The encoder is any object with ``.encode(texts) -> (n, dim)`` unit rows and ``.version``; if it
 also has ``.query_encoder`` (an encoder-like object, e.g. e5's ``"query: "`` prefix) queries go
-through that. Wrap it with :class:`CachedEncoder` to keep vectors in a DuckDB embedding cache.
+through that. Wrap it with :class:`reclm_dagster.encoders.cache.CachedEncoder` to keep vectors in a DuckDB
+embedding cache.
 """
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from reclm_dagster.evaluation import metrics as M
-from reclm_dagster.text.bm25 import BM25
+from reclm_dagster.models.query import QueryScorer, unique_encode
+from reclm_dagster.models.query import fuse as fuse_signals
 from reclm_dagster.text.documents import item_documents
 from reclm_dagster.text.normalize import normalize, segment
 
 DEFAULT_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
-RRF_K = 60
 
 
 # ----- split ----------------------------------------------------------------------------------
@@ -160,30 +161,28 @@ def item_corpus(items: pd.DataFrame, facts: pd.DataFrame, remaining: pd.DataFram
     return ItemCorpus(item_ids, list(docs.to_numpy().astype(str)), part_texts, part_item.astype(np.int64))
 
 
-# ----- scorers --------------------------------------------------------------------------------
+# ----- scorers (models/query.py: the same scorer serves `reclm recommend --query`) ----------------
+# The evaluation fuses in float64 and counts a row as constant below this std (its numbers since
+# the first version); serving keeps linear_fusion's float32 defaults.
+EVAL_DTYPE, EVAL_MIN_STD = np.float64, 1e-12
+
+
+def item_tokens(corpus: ItemCorpus) -> list[list[str]]:
+    """An item's tokens: the ``segment`` tokens of all its parts."""
+    doc_tokens: list[list[str]] = [[] for _ in corpus.item_ids]
+    for tokens, i in zip((segment(t) for t in corpus.part_texts), corpus.part_item):
+        doc_tokens[i].extend(tokens)
+    return doc_tokens
+
+
 def bm25_scores(corpus: ItemCorpus, queries: Sequence[str], k1: float = 1.2, b: float = 0.75) -> np.ndarray:
     """(n_queries, n_items) BM25 on segment() tokens; an item's tokens are all its parts' tokens."""
-    part_tokens = [segment(t) for t in corpus.part_texts]
-    doc_tokens: list[list[str]] = [[] for _ in corpus.item_ids]
-    for tokens, i in zip(part_tokens, corpus.part_item):
-        doc_tokens[i].extend(tokens)
-    model = BM25(k1=k1, b=b).fit(doc_tokens)
-    return model.score([segment(q) for q in queries])
-
-
-def _unique_encode(encoder, texts: Sequence[str]) -> np.ndarray:
-    """Encode each distinct text once (tags repeat a lot), return rows in input order."""
-    texts = ["" if t is None else str(t) for t in texts]
-    if not texts:
-        return np.zeros((0, int(encoder.dim)), dtype=np.float32)
-    unique, inverse = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
-    vectors = np.asarray(encoder.encode(unique.tolist()), dtype=np.float32)
-    return vectors[inverse.reshape(-1)]
+    return QueryScorer.fit(None, item_tokens(corpus), k1=k1, b=b).lexical(queries)
 
 
 def item_vectors(corpus: ItemCorpus, encoder) -> np.ndarray:
     """(n_items, dim) unit rows: the normalised mean of the item's part embeddings."""
-    parts = _unique_encode(encoder, corpus.part_texts)
+    parts = unique_encode(encoder, corpus.part_texts)
     n_items, n_parts = len(corpus.item_ids), len(corpus.part_texts)
     A = sp.csr_matrix((np.ones(n_parts, dtype=np.float32), (corpus.part_item, np.arange(n_parts))), shape=(n_items, n_parts))
     vec = np.asarray(A @ parts, dtype=np.float32)
@@ -191,48 +190,10 @@ def item_vectors(corpus: ItemCorpus, encoder) -> np.ndarray:
     return vec / np.maximum(norms, 1e-12)
 
 
-def query_vectors(encoder, queries: Sequence[str]) -> np.ndarray:
-    """Query embeddings, through ``encoder.query_encoder`` when the encoder has one (e5 prefixes)."""
-    return _unique_encode(getattr(encoder, "query_encoder", None) or encoder, queries)
-
-
-def zscore(scores: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Per-row (query) z-scores; statistics over admissible items only; constant rows -> 0."""
-    s = np.asarray(scores, dtype=np.float64)
-    if mask is None:
-        mean, std = s.mean(axis=1, keepdims=True), s.std(axis=1, keepdims=True)
-    else:
-        w = (~mask).astype(np.float64)
-        n = np.maximum(w.sum(axis=1, keepdims=True), 1.0)
-        mean = (s * w).sum(axis=1, keepdims=True) / n
-        std = np.sqrt((((s - mean) ** 2) * w).sum(axis=1, keepdims=True) / n)
-    return np.divide(s - mean, std, out=np.zeros_like(s), where=std > 1e-12)
-
-
-def _ranks(scores: np.ndarray, tie_order: np.ndarray) -> np.ndarray:
-    """Rank position (0 = best) of every item per row, ties broken by tie_order (a permutation)."""
-    permuted = scores[:, tie_order]
-    order = np.argsort(-permuted, axis=1, kind="stable")
-    ranked = tie_order[order]
-    ranks = np.empty_like(ranked)
-    np.put_along_axis(ranks, ranked, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), axis=1)
-    return ranks
-
-
-def rrf(score_list: Sequence[np.ndarray], weights: Sequence[float], tie_order: np.ndarray, k: int = RRF_K) -> np.ndarray:
-    """Weighted reciprocal-rank fusion: sum_m w_m / (k + rank_m) with 1-based ranks."""
-    out = np.zeros(score_list[0].shape, dtype=np.float64)
-    for s, w in zip(score_list, weights):
-        out += w / (k + 1.0 + _ranks(s, tie_order))
-    return out
-
-
 def fuse(enc: np.ndarray, lex: np.ndarray, w: float, method: str, mask: np.ndarray, tie_order: np.ndarray) -> np.ndarray:
-    if method == "zscore":
-        return w * zscore(enc, mask) + (1.0 - w) * zscore(lex, mask)
-    if method == "rrf":
-        return rrf([enc, lex], [w, 1.0 - w], tie_order)
-    raise ValueError(f"fusion must be 'zscore' or 'rrf', got {method!r}")
+    """``w``·encoder + (1 − ``w``)·BM25, by ``models.query.fuse`` (z-scores over unmasked items, or RRF)."""
+    return fuse_signals({"text": enc, "lexical": lex}, {"text": w, "lexical": 1.0 - w}, method, mask=mask,
+                        tie_order=tie_order, dtype=EVAL_DTYPE, min_std=EVAL_MIN_STD)
 
 
 # ----- ranking and metrics --------------------------------------------------------------------
@@ -343,8 +304,10 @@ def evaluate_query_retrieval(
     tie_order = np.random.default_rng(seed + 1).permutation(n_items)
     seconds: dict[str, float] = {}
 
+    texts = test["text"].tolist() + valid["text"].tolist()
     t0 = time.perf_counter()
-    lex_all = bm25_scores(corpus, test["text"].tolist() + valid["text"].tolist())
+    scorer = QueryScorer.fit(None, item_tokens(corpus))
+    lex_all = scorer.lexical(texts)
     seconds["bm25"] = time.perf_counter() - t0
     lex_test, lex_valid = lex_all[: len(test)], lex_all[len(test):]
 
@@ -362,10 +325,9 @@ def evaluate_query_retrieval(
     curve: dict[str, pd.DataFrame | None] = {}
     if encoder is not None:
         t0 = time.perf_counter()
-        items_v = item_vectors(corpus, encoder)
-        q = query_vectors(encoder, test["text"].tolist() + valid["text"].tolist())
+        scorer.item_vectors = item_vectors(corpus, encoder)
+        enc_all = scorer.text(encoder, texts)
         seconds["encoder"] = time.perf_counter() - t0
-        enc_all = q @ items_v.T
         enc_test, enc_valid = enc_all[: len(test)], enc_all[len(test):]
         add("encoder", _evaluate(enc_test, test, corpus, split.known_items, tie_order, k), version=enc_version)
         mask = filter_mask(test, corpus, split.known_items)
@@ -393,26 +355,3 @@ def evaluate_dataset(dataset, encoder=None, task: str | None = None, **kwargs) -
         present = sorted(set(dataset.descriptions["kind"])) if kinds is None else list(kinds)
         task = f"{dataset.name}/{'+'.join(present)}"
     return evaluate_query_retrieval(task, dataset.items, dataset.facts, dataset.descriptions, encoder, **kwargs)
-
-
-# ----- a DuckDB-cached encoder ----------------------------------------------------------------
-class CachedEncoder:
-    """Wrap an encoder so vectors go through ``main.embedding_cache`` (see encoders/cache.py).
-
-    A ``query_encoder`` of the wrapped encoder is wrapped too (it has its own version).
-    """
-
-    def __init__(self, encoder, con):
-        self.inner = encoder
-        self.con = con
-        qe = getattr(encoder, "query_encoder", None)
-        self.query_encoder = CachedEncoder(qe, con) if qe is not None and qe is not encoder else None
-
-    name = property(lambda self: self.inner.name)
-    version = property(lambda self: self.inner.version)
-    dim = property(lambda self: int(self.inner.dim))
-
-    def encode(self, texts, progress: bool = False, desc: str = "encoding") -> np.ndarray:
-        from reclm_dagster.encoders.cache import cached_encode
-
-        return cached_encode(self.con, self.inner, texts, progress=progress, desc=desc)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from reclm_dagster.evaluation.offline import TUNING_METRIC, EvaluationProtocol, EvaluationResult
 from reclm_dagster.evaluation.protocol import RANKING_METRICS
+from reclm_dagster.models.signals import WORD_SIGNALS
 
 BEYOND_ACCURACY = ("coverage", "novelty", "popularity_bias")
 # (header, slice, metric) of format_table's columns
@@ -32,7 +33,7 @@ from reclm_dagster.evaluation.cold_users import COLD_USER_PREFIX, ONBOARDING_PRE
 # at n = 0 it has no history to go on and its list is catalogue order).
 COLD_USER_BASELINES = ("pop", "ease")
 # Onboarding (users who said what they like): the hybrid against Pop and its own text-only signals.
-ONBOARDING_BASELINES = ("pop", "text", "lexical")
+ONBOARDING_BASELINES = ("pop", *WORD_SIGNALS)  # the registry's signals that read words alone
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

@@ -9,7 +9,7 @@ from reclm_dagster.kg.build import (
     normalize_name,
     relations_table,
 )
-from reclm_dagster.kg.coverage import coverage_from_store, explanation_coverage, explanation_report
+from reclm_dagster.kg.coverage import explanation_coverage, explanation_report
 from reclm_dagster.kg.diversity import intra_list_diversity, mmr_rerank
 from reclm_dagster.kg.linking import EntityLinker, link_descriptions, link_request
 from reclm_dagster.kg.signals import KGScorer, kg_scores, mentions_matrix, user_entity_affinity
@@ -20,7 +20,6 @@ __all__ = [
     "EntityLinker",
     "Explanation",
     "KGScorer",
-    "coverage_from_store",
     "explanation_coverage",
     "explanation_report",
     "intra_list_diversity",

@@ -212,16 +212,3 @@ def credible_evidence(
         "mean_pieces": round(sum(n_pieces) / n, 3) if n else 0.0,
         "max_pieces": int(max(n_pieces, default=0)),
     }
-
-
-def coverage_from_store(con, schema: str, k: int = 10) -> dict[str, object]:
-    """Coverage and faithfulness of the stored ``recommendations`` of one dataset schema."""
-    from reclm_dagster import store
-
-    recs = store.read_df(con, schema, "recommendations",
-                         "user_id, item_id, rank, explanation_kind, explanation_path", where=f"rank <= {int(k)}")
-    kg = store.read_knowledge_graph(con, schema)
-    interactions = store.read_df(con, schema, "interactions", "user_id, item_id")
-    mentions = (store.read_df(con, schema, "kg_mentions", "user_id, entity_id")
-                if store.table_exists(con, schema, "kg_mentions") else None)
-    return explanation_coverage(recs, kg, k, interactions, mentions)

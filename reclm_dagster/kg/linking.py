@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -377,17 +377,7 @@ def mention_summary(mentions: pd.DataFrame, descriptions: pd.DataFrame) -> dict[
     }
 
 
-class CachedEncoder:
-    """Adapter: ``.encode(texts)`` through a callable (e.g. reclm's DuckDB embedding cache)."""
-
-    def __init__(self, encode: Callable[[list[str]], np.ndarray]):
-        self._encode = encode
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return self._encode(list(texts))
-
-
 __all__ = [
-    "CONCEPT_TYPES", "CachedEncoder", "EntityLinker", "MENTION_COLUMNS", "Mention", "link_descriptions",
+    "CONCEPT_TYPES", "EntityLinker", "MENTION_COLUMNS", "Mention", "link_descriptions",
     "link_request", "mention_summary", "normalize_surface", "normalize_with_offsets", "user_mentions",
 ]

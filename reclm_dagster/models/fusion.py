@@ -17,8 +17,9 @@ def _finite_mask(S: np.ndarray) -> np.ndarray:
     return np.isfinite(S)
 
 
-def zscore_rows(S: np.ndarray) -> np.ndarray:
-    """(s - mean) / std per row over finite entries; constant rows become 0."""
+def zscore_rows(S: np.ndarray, min_std: float = 0.0, dtype=np.float32) -> np.ndarray:
+    """(s - mean) / std per row over finite entries (computed in float64, returned as ``dtype``);
+    rows whose std is at most ``min_std`` (constant rows) become 0; non-finite entries -inf."""
     S = np.asarray(S, dtype=np.float64)
     m = _finite_mask(S)
     cnt = np.maximum(m.sum(axis=1, keepdims=True), 1)
@@ -26,9 +27,22 @@ def zscore_rows(S: np.ndarray) -> np.ndarray:
     mean = Z.sum(axis=1, keepdims=True) / cnt
     var = np.where(m, (S - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / cnt
     std = np.sqrt(var)
-    # constant rows: std == 0 -> every finite entry is exactly the mean -> 0
-    out = np.where(m, (Z - mean) / np.where(std > 0, std, 1.0), -np.inf)
-    return out.astype(np.float32)
+    flat = std <= min_std
+    out = np.where(m & ~flat, (Z - mean) / np.where(flat, 1.0, std), np.where(m, 0.0, -np.inf))
+    return out.astype(dtype)
+
+
+def ordinal_ranks(S: np.ndarray, tie_order: np.ndarray | None = None) -> np.ndarray:
+    """0-based rank of every entry per row (0 = highest); ties broken by ``tie_order`` (a
+    permutation of the columns: earlier wins), or by column order when None."""
+    S = np.asarray(S)
+    if tie_order is None:
+        order = np.argsort(-S, axis=1, kind="stable")
+    else:
+        order = tie_order[np.argsort(-S[:, tie_order], axis=1, kind="stable")]
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(S.shape[1])[None, :].repeat(len(S), 0), axis=1)
+    return ranks
 
 
 def minmax_rows(S: np.ndarray) -> np.ndarray:
@@ -45,6 +59,12 @@ def minmax_rows(S: np.ndarray) -> np.ndarray:
 
 
 _NORMS = {"zscore": zscore_rows, "minmax": minmax_rows, None: lambda S: np.asarray(S, np.float32)}
+
+
+def _normalised(norm: str | None, S: np.ndarray, min_std: float, dtype) -> np.ndarray:
+    if norm == "zscore":
+        return zscore_rows(S, min_std=min_std, dtype=dtype)
+    return _NORMS[norm](S)
 
 
 def _check(score_dict: Mapping[str, np.ndarray]) -> tuple[int, int]:
@@ -71,8 +91,13 @@ def linear_fusion(
     score_dict: Mapping[str, np.ndarray],
     weights: Mapping[str, float] | None = None,
     norm: str | None = "zscore",
+    dtype=np.float32,
+    min_std: float = 0.0,
 ) -> np.ndarray:
-    """Weighted sum of per-row normalised scores. ``weights`` default to 1 each."""
+    """Weighted sum of per-row normalised scores. ``weights`` default to 1 each.
+
+    ``dtype`` / ``min_std``: precision of the z-scores and sum, and the std at or below which a
+    row counts as constant (``zscore_rows``); the query evaluation uses float64 and 1e-12."""
     _check(score_dict)
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {list(_NORMS)}")
@@ -85,12 +110,12 @@ def linear_fusion(
         w = float(weights.get(name, 0.0))
         if w == 0.0:
             continue
-        N = _NORMS[norm](S)
+        N = _normalised(norm, S, min_std, dtype)
         term = w * np.where(np.isneginf(N), 0.0, N)
         out = term if out is None else out + term
     if out is None:
         out = np.zeros(np.shape(next(iter(score_dict.values()))))
-    out = out.astype(np.float32)
+    out = out.astype(dtype)
     out[_excluded_anywhere(score_dict)] = -np.inf
     return out
 
@@ -99,12 +124,15 @@ def reciprocal_rank_fusion(
     score_dict: Mapping[str, np.ndarray],
     k: float = 60,
     weights: Mapping[str, float] | None = None,
+    tie_order: np.ndarray | None = None,
+    dtype=np.float32,
 ) -> np.ndarray:
     """RRF (Cormack et al. 2009): sum_s w_s / (k + rank_s(i)), rank 1 = best.
 
     Tied scores share their average rank, so a constant row contributes the
-    same amount to every item. Excluded (-inf) entries contribute nothing and
-    stay -inf in the output.
+    same amount to every item; with ``tie_order`` (a column permutation) ranks are
+    ordinal instead, ties going to the item earlier in it (the query evaluation's
+    seeded tie-break). Excluded (-inf) entries contribute nothing and stay -inf.
     """
     _check(score_dict)
     weights = {n: 1.0 for n in score_dict} if weights is None else dict(weights)
@@ -117,11 +145,11 @@ def reciprocal_rank_fusion(
         if w == 0.0:
             continue
         S = np.asarray(S, dtype=np.float64)
-        ranks = rankdata(-S, method="average", axis=1)
+        ranks = rankdata(-S, method="average", axis=1) if tie_order is None else ordinal_ranks(S, tie_order) + 1
         term = np.where(np.isneginf(S), 0.0, w / (k + ranks))
         out = term if out is None else out + term
     if out is None:
         out = np.zeros(np.shape(next(iter(score_dict.values()))))
-    out = out.astype(np.float32)
+    out = out.astype(dtype)
     out[_excluded_anywhere(score_dict)] = -np.inf
     return out

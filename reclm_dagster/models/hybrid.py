@@ -1,6 +1,6 @@
 """The hybrid recommender: behaviour, meaning and words, fused per user.
 
-Three signals score every catalogue item for a user:
+The signals of the registry (``models/signals.py``) score every catalogue item for a user:
 - ``cf``: collaborative filtering on the interaction matrix: EASE with the items' side
   information (tags, genres, people) stacked into its closed form (see ``models/ease.py``),
   or ItemKNN cosine;
@@ -8,7 +8,8 @@ Three signals score every catalogue item for a user:
   and of what they wrote) and each item's embedding — the only signal that reaches
   cold items besides ``lexical``;
 - ``lexical``: BM25 of the user's own words (tags, reviews, requests; jieba-segmented
-  for Chinese) against each item's tokens — the encoder is English-only, this is not.
+  for Chinese) against each item's tokens — the encoder is English-only, this is not;
+- ``kg``: overlap of the user's and the item's knowledge-graph entities (``kg/signals.py``).
 The fused score z-scores each signal per user and blends them with weights chosen on
 validation (``fusion``); when a learned re-ranker (``models/reranker.py``) is attached and
 validation preferred it, ``hybrid`` re-orders the fused candidates with it.
@@ -29,13 +30,15 @@ from reclm_dagster.models.neighbors import ItemKNN, Popularity
 from reclm_dagster.kg.signals import item_entity_profiles, user_entity_affinity
 from reclm_dagster.kg.similarity import entity_idf
 from reclm_dagster.models.side_information import l2_rows, text_features
+from reclm_dagster.models.signals import COLD_EVIDENCE_SIGNALS, FUSED_SIGNALS, default_weights
+from reclm_dagster.models.signals import SIGNALS as SIGNAL_REGISTRY
 from reclm_dagster.text.bm25 import BM25
 from reclm_dagster.text.sentiment import negative_mask
 
-SIGNALS = ("cf", "text", "lexical", "kg")
+SIGNALS = FUSED_SIGNALS  # the registry's (models/signals.py): cf, text, lexical, kg
 # Fusion weight key of the cold-item boost: cold items get boost × max(0, mean z of these signals).
 COLD_BOOST = "cold"
-COLD_BOOST_SIGNALS = ("lexical", "kg")
+COLD_BOOST_SIGNALS = COLD_EVIDENCE_SIGNALS
 COLD_MAX_TRAIN = 2
 # Ties (e.g. a user with no history and no words: every signal is flat) are broken by
 # popularity, with a weight far below any fusion weight so it never reorders real evidence.
@@ -55,7 +58,7 @@ class HybridConfig:
     dense_dims: int = 64
     # Fusion weights over per-user z-scores; CF leads because behaviour is the
     # strongest signal where it exists, text and words break its ties and reach cold items.
-    weights: dict[str, float] = field(default_factory=lambda: {"cf": 1.0, "text": 0.1, "lexical": 0.1, "kg": 0.0})
+    weights: dict[str, float] = field(default_factory=default_weights)
     # Share of a user's text profile that comes from their own words (vs consumed items).
     description_share: float = 0.5
     # Share of an item's text vector taken from what users said about it (vs its catalogue entry).
@@ -237,19 +240,10 @@ class HybridRecommender:
         return l2_rows(mix).astype(np.float32)
 
     def score_signals(self, user_rows: np.ndarray, X: sp.csr_matrix, signals=SIGNALS) -> dict[str, np.ndarray]:
+        """``{name: (len(user_rows), n_items)}`` for the requested registry signals, in registry order
+        (other names, such as the cold boost's weight key, are not signals and are skipped)."""
         user_rows = np.asarray(user_rows)
-        out: dict[str, np.ndarray] = {}
-        if "cf" in signals:
-            out["cf"] = np.asarray(self.cf_.score(user_rows, X), dtype=np.float32)
-        if "text" in signals:
-            out["text"] = self.text_profiles(user_rows, X) @ self.item_vectors_.T
-        if "lexical" in signals:
-            out["lexical"] = self.bm25_.score([self.user_text_.tokens[r] for r in user_rows])
-        if "kg" in signals:
-            out["kg"] = self.kg_scores(user_rows, X)
-        if "popularity" in signals:
-            out["popularity"] = np.asarray(self.popularity_.score(user_rows, X), dtype=np.float32)
-        return out
+        return {name: s.score(self, user_rows, X) for name, s in SIGNAL_REGISTRY.items() if name in signals}
 
     def fuse(self, signals: dict[str, np.ndarray], history_length: np.ndarray | None = None) -> np.ndarray:
         """Weighted per-user z-scores, plus popularity for short histories (``history_length`` per row)."""
@@ -302,10 +296,3 @@ class HybridRecommender:
         if signal == "fusion":
             return lambda rows: self.score(rows, X, rerank=False)
         return lambda rows: self.score_signals(rows, X, signals=(signal,))[signal]
-
-    # -- free-text requests --------------------------------------------------
-    def score_query(self, query_vector: np.ndarray, query_tokens: list[str]) -> dict[str, np.ndarray]:
-        """Per-signal scores (1 × items) of a free-text request."""
-        text = (self.item_vectors_ @ np.asarray(query_vector, dtype=np.float32).ravel())[None, :]
-        lexical = self.bm25_.score([query_tokens])
-        return {"text": text.astype(np.float32), "lexical": lexical.astype(np.float32)}

@@ -28,11 +28,12 @@ import os
 import numpy as np
 import scipy.sparse as sp
 
-from reclm_dagster.models.fusion import zscore_rows
+from reclm_dagster.models.fusion import ordinal_ranks, zscore_rows
+from reclm_dagster.models.signals import RERANK_SIGNALS
 
-RANK_SIGNALS = ("cf", "text", "lexical")
+RANK_SIGNALS = RERANK_SIGNALS  # the registry's re-ranker features (models/signals.py): cf, text, lexical
 FEATURES = (
-    "cf_z", "cf_logrank", "text_z", "text_logrank", "lexical_z", "lexical_logrank",
+    *(f"{name}_{kind}" for name in RANK_SIGNALS for kind in ("z", "logrank")),
     "fused_z", "item_logpop", "item_cold", "user_loghist", "user_said",
 )
 
@@ -45,10 +46,7 @@ def default_jobs() -> int:
 
 
 def _log_ranks(S: np.ndarray) -> np.ndarray:
-    order = np.argsort(-S, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(S.shape[1])[None, :], axis=1)
-    return np.log1p(ranks).astype(np.float32)
+    return np.log1p(ordinal_ranks(S)).astype(np.float32)
 
 
 @dataclass

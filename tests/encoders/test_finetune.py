@@ -124,7 +124,7 @@ def test_a_few_steps_lower_the_loss(trained):
 
 
 def test_the_folder_is_a_new_encoder_version_for_the_existing_loader(trained):
-    from reclm_dagster.defs.resources import load_encoder
+    from reclm_dagster.encoders.registry import load_encoder
     from reclm_dagster.encoders.finetune import save_finetuned
 
     loaded = load_encoder(str(trained.folder), 64, "fp32")  # what `--encoder FOLDER` does
@@ -161,7 +161,7 @@ def test_cli_finetune_materializes_the_asset_on_the_demo(tmp_path, monkeypatch, 
 
     from reclm_dagster import settings
     from reclm_dagster.cli import main
-    from reclm_dagster.defs.resources import load_encoder
+    from reclm_dagster.encoders.registry import load_encoder
 
     monkeypatch.setenv("RECLM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))  # restored after the test

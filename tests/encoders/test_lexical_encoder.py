@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from reclm_dagster.defs.resources import load_encoder
+from reclm_dagster.encoders.registry import load_encoder
 from reclm_dagster.encoders.lexical_encoder import LexicalEncoder
 
 

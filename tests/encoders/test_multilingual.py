@@ -75,9 +75,9 @@ def test_folder_is_selected_through_the_encoder_resource(tiny_folder):
 
 
 def test_cli_encoder_option_reaches_the_resource_config():
-    from reclm_dagster import cli
+    from reclm_dagster import cli_run  # where cli.py's commands start the run
 
-    source = open(cli.__file__, encoding="utf-8").read()
+    source = open(cli_run.__file__, encoding="utf-8").read()
     assert '"resources": {"encoder": {"config": {"model": encoder' in source
 
 

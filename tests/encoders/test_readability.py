@@ -23,7 +23,7 @@ def test_unknown_share_decides():
 
 
 def test_the_packaged_minilm_cannot_read_chinese_but_lexical_can():
-    from reclm_dagster.defs.resources import load_encoder
+    from reclm_dagster.encoders.registry import load_encoder
 
     minilm = load_encoder("", 64, "auto")
     assert not encoder_reads(minilm, "安静的钢琴音乐，适合下雨天")[0]

@@ -28,7 +28,7 @@ import pytest
 from canary_layouts import LAYOUTS, Content, synthetic
 from reclm_dagster.datasets import load_dataset
 from reclm_dagster.encoders.lexical_encoder import LexicalEncoder
-from reclm_dagster.evaluation import ablation, cold_users, offline, queries, tuning
+from reclm_dagster.evaluation import ablation, cold_users, holdout, offline, queries, tuning
 from reclm_dagster.evaluation.cold_users import REVEAL, cold_user_split
 from reclm_dagster.evaluation.offline import EvaluationProtocol, split_for
 from reclm_dagster import training
@@ -228,7 +228,7 @@ def test_demo_no_held_out_word_reaches_any_fit(monkeypatch):
 
 
 def test_canary_fails_when_the_held_out_mask_is_off(tmp_path, monkeypatch):
-    monkeypatch.setattr(offline, "held_out_description_mask", lambda d, h: np.ones(len(d), dtype=bool))
+    monkeypatch.setattr(holdout, "held_out_description_mask", lambda d, h: np.ones(len(d), dtype=bool))
     found = canary_findings("folder", tmp_path, monkeypatch)
     assert any(f.startswith("main fit") and MAIN in f for f in found)
     assert any(f.startswith("cold fit") and MAIN in f for f in found)
@@ -321,7 +321,7 @@ def test_temporal_split_drops_words_written_after_the_cut(tmp_path, monkeypatch)
 
     assert run() == []
     # mutation: without the cut the same words reach the fits
-    monkeypatch.setattr(offline, "before_cut_mask", lambda d, s: np.ones(len(d), dtype=bool))
+    monkeypatch.setattr(holdout, "before_cut_mask", lambda d, s: np.ones(len(d), dtype=bool))
     assert run()
 
 
@@ -357,7 +357,8 @@ def test_an_encoder_fine_tuned_on_every_row_is_evaluated_as_its_recipe(tmp_path,
         calls.append((pairs, base_model, train))
         return (retrained, {"finetune_pairs": len(pairs)}) if len(calls) == 1 else (LexicalEncoder(32), {})
 
-    monkeypatch.setattr(offline, "finetuned_encoder", recipe_spy)
+    monkeypatch.setattr(holdout, "finetuned_encoder", recipe_spy)  # the recipe, retrained when the split is prepared
+    monkeypatch.setattr(offline, "finetuned_encoder", recipe_spy)  # hybrid@finetuned
     monkeypatch.setattr(transformer, "TransformerEncoder", lambda model=None, **kw: base)
     recipe = {"dataset": "lastfm", "rows": "all", "base_model": "/models/base",
               "params": {"steps": 7, "seed": 5, "lr": 3e-5, "not_a_knob": 1}}

@@ -10,7 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from reclm_dagster.encoders.cache import CachedEncoder
 from reclm_dagster.evaluation import queries as Q
+from reclm_dagster.models.fusion import zscore_rows
+from reclm_dagster.models.query import query_vectors
 from reclm_dagster.text.normalize import normalize, segment
 
 
@@ -147,20 +150,26 @@ def test_filter_mask_removes_other_items_with_the_same_text_only():
 
 
 def test_zscore_hand_computed_and_constant_rows():
-    z = Q.zscore(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
+    """The evaluation's z-scores are the hybrid's (models/fusion.py), in float64."""
+    z = zscore_rows(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]), min_std=Q.EVAL_MIN_STD, dtype=Q.EVAL_DTYPE)
     assert z[0] == pytest.approx([-np.sqrt(1.5), 0.0, np.sqrt(1.5)])
     assert z[1].tolist() == [0.0, 0.0, 0.0]
-    # masked items do not enter the statistics
-    zm = Q.zscore(np.array([[1.0, 3.0, 100.0]]), mask=np.array([[False, False, True]]))
-    assert zm[0, :2] == pytest.approx([-1.0, 1.0])
+    # masked items do not enter the statistics (and leave the fused ranking)
+    enc, lex = np.array([[1.0, 3.0, 100.0]]), np.array([[3.0, 1.0, 100.0]])
+    fused = Q.fuse(enc, lex, 0.75, "zscore", np.array([[False, False, True]]), np.arange(3))
+    assert fused[0, :2] == pytest.approx([0.75 * -1.0 + 0.25 * 1.0, 0.75 * 1.0 + 0.25 * -1.0])
+    assert fused[0, 2] == -np.inf and fused.dtype == np.float64
 
 
 def test_rrf_hand_computed():
     a = np.array([[3.0, 2.0, 1.0]])
     b = np.array([[1.0, 2.0, 3.0]])
-    fused = Q.rrf([a, b], [0.5, 0.5], tie_order=np.arange(3), k=60)
+    fused = Q.fuse(a, b, 0.5, "rrf", np.zeros((1, 3), bool), tie_order=np.arange(3))
     expected = [0.5 / 61 + 0.5 / 63, 0.5 / 62 + 0.5 / 62, 0.5 / 63 + 0.5 / 61]
     assert fused[0] == pytest.approx(expected)
+    # ties: ordinal ranks in the seeded tie order, not shared average ranks
+    tied = Q.fuse(np.zeros((1, 3)), np.zeros((1, 3)), 1.0, "rrf", np.zeros((1, 3), bool), tie_order=np.array([2, 0, 1]))
+    assert tied[0] == pytest.approx([1 / 62, 1 / 63, 1 / 61])
 
 
 # ----- models ---------------------------------------------------------------------------------
@@ -190,7 +199,7 @@ def test_item_vectors_are_unit_mean_of_parts_and_queries_use_query_encoder():
             self.query_encoder = CharEncoder()
 
     wq = WithQuery()
-    Q.query_vectors(wq, ["x", "x", "y"])
+    query_vectors(wq, ["x", "x", "y"])
     assert wq.calls == [] and sorted(wq.query_encoder.calls[0]) == ["x", "y"]  # deduplicated
 
 
@@ -246,7 +255,7 @@ def test_tidy_table_and_perfect_models():
 def test_cached_encoder_encodes_each_text_once():
     con = duckdb.connect(":memory:")
     inner = CharEncoder()
-    enc = Q.CachedEncoder(inner, con)
+    enc = CachedEncoder(inner, con)  # the one cache class (encoders/cache.py)
     a = enc.encode(["alpha", "beta", "alpha"])
     b = enc.encode(["beta", "alpha"])
     assert sum(len(c) for c in inner.calls) == 2

@@ -186,3 +186,41 @@ def test_lastfm_slice_speed_and_share(shared_data_dir):
     out = link_descriptions(ds.descriptions, linker)
     assert time.perf_counter() - start < 60
     assert mention_summary(out, ds.descriptions)["share_descriptions_linked"] > 0.95
+
+
+def test_linker_embeds_through_the_one_cache_class(entities):
+    """The Dagster asset wraps the dataset's encoder in encoders.cache.CachedEncoder (there is no
+    second adapter class in kg/linking.py): same links, and a second linker encodes nothing new."""
+    import hashlib
+
+    import duckdb
+
+    import reclm_dagster.kg.linking as linking
+    from reclm_dagster.encoders.cache import CachedEncoder
+
+    class Versioned(FakeEncoder):
+        """A vector per text whatever its position in the batch (the cache reorders texts)."""
+
+        version = "fake@1"
+
+        def encode(self, texts, progress=False, desc=""):
+            self.calls.append(list(texts))
+            out = np.zeros((len(texts), self.dim), dtype=np.float32)
+            for r, t in enumerate(texts):
+                seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
+                v = self.table.get(t, np.r_[np.zeros(8), np.random.default_rng(seed).normal(size=self.dim - 8)])
+                out[r, : len(v)] = v
+            return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    table = {"space opera": [1, 0, 0, 0, 0, 0, 0, 0], "galactic empire saga": [0.9, 0.1, 0, 0, 0, 0, 0, 0]}
+    con = duckdb.connect()
+    inner = Versioned(table, dim=64)
+    text = "galactic empire saga, cooking shows"
+    plain = EntityLinker(entities, encoder=Versioned(table, dim=64), threshold=0.8).link(text)
+    cached = EntityLinker(entities, encoder=CachedEncoder(inner, con), threshold=0.8).link(text)
+    assert [(m.surface, m.entity_id, m.method) for m in cached] == [(m.surface, m.entity_id, m.method) for m in plain]
+    assert cached[0].entity_id == "tag:space opera"
+    n_calls = len(inner.calls)
+    EntityLinker(entities, encoder=CachedEncoder(inner, con), threshold=0.8).link(text)
+    assert len(inner.calls) == n_calls  # every text came from the cache
+    assert not hasattr(linking, "CachedEncoder")

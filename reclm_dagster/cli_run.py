@@ -1,0 +1,77 @@
+"""Running the asset graph for a command: `reclm run`, `eval` and `finetune` all start it here.
+
+Apart from cli.py so that the subcommands' modules (cli_finetune.py) need not import cli.py.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from reclm_dagster import recovery, settings
+from reclm_dagster.serving import ReclmError
+
+
+def _check_dataset(name: str) -> None:
+    """Fail before starting a Dagster run when the dataset's folder is missing."""
+    from reclm_dagster.datasets import DatasetNotFound, dataset_folder
+
+    if name == settings.DEFAULT_DATASET:
+        return
+    try:
+        dataset_folder(name, settings.data_dir())
+    except DatasetNotFound as exc:
+        raise ReclmError(f"unknown dataset '{name}': {exc}") from None
+
+
+def _execute(dataset: str, encoder: str, log_level: str, asset_names: list[str] | None = None, ops_config: dict | None = None):
+    """Run the asset graph (or a part of it) for one dataset through the Dagster instance in RECLM_HOME."""
+    _check_dataset(dataset)
+    from reclm_dagster.defs.resources import ensure_dagster_home
+
+    ensure_dagster_home()
+    import dagster as dg
+
+    from reclm_dagster.definitions import build_definitions
+
+    instance = dg.DagsterInstance.get()
+    recovery.recover_orphaned_runs(instance)  # runs a killed reclm left unfinished end as failed
+    if not instance.has_dynamic_partition("datasets", dataset):
+        instance.add_dynamic_partitions("datasets", [dataset])
+    job = build_definitions().resolve_job_def("reclm_full")
+    start = time.perf_counter()
+    with recovery.mlflow_owner_tags():  # MLflow runs this run starts carry our pid as well
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=dataset,
+            run_config={
+                "ops": ops_config or {},
+                # No encoder given: the run reads the dataset's stored choice (defs/resources.EncoderResource).
+                "resources": {"encoder": {"config": {"model": encoder} if encoder is not None else {}}},
+                "loggers": {"console": {"config": {"log_level": log_level}}},
+            },
+            asset_selection=[dg.AssetKey(n) for n in asset_names] if asset_names else None,
+            raise_on_error=False,
+            tags={"reclm/cli": "run" if not asset_names else "eval", **recovery.owner_tags()},
+        )
+    seconds = time.perf_counter() - start
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                err = event.step_failure_data.error
+                cause = err.cause if err and err.cause else err
+                message = cause.message.strip().splitlines()[-1] if cause and cause.message.strip() else "see the Dagster UI"
+                print(f"reclm: step {event.step_key} failed: {message}", file=sys.stderr)
+        raise ReclmError(f"run {result.run_id} failed; `reclm ui` shows its logs")
+    return result, seconds
+
+
+def _materialized(dataset: str, table: str) -> bool:
+    import duckdb
+
+    from reclm_dagster import store
+
+    if not settings.duckdb_path().exists():
+        return False
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:
+        return store.table_exists(con, settings.schema_name(dataset), table)
