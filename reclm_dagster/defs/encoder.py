@@ -14,7 +14,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import settings, store
-from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of
+from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of, profiled
 from reclm_dagster.defs.jobs import full_pipeline_job
 from reclm_dagster.defs.resources import MLflowResource
 
@@ -57,6 +57,7 @@ def requested_explicitly(context: dg.AssetExecutionContext) -> bool:
     description="MiniLM fine-tuned on this dataset's words ↔ items and co-consumed items (in-batch negatives); "
                 "a new encoder version under $RECLM_HOME/encoders. Materialize it explicitly (`reclm finetune`).",
 )
+@profiled
 def encoder_finetuned(context: dg.AssetExecutionContext, config: FinetuneConfig, duckdb: DuckDBResource,
                       mlflow: MLflowResource):
     if not requested_explicitly(context):

@@ -13,7 +13,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import settings, store
-from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of
+from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of, profiled
 from reclm_dagster.defs.resources import EncoderResource, MLflowResource
 from reclm_dagster.defs.selection import TABLE_INPUTS, SelectionConfig, finetune_inputs, load_with_encoder, protocol_for
 from reclm_dagster.evaluation.offline import EvaluationProtocol, EvaluationResult, offline_evaluation
@@ -71,6 +71,7 @@ class EvaluationConfig(SelectionConfig):
     description="NDCG, Recall, Precision, … at K of the hybrid and of each signal alone, on a held-out per-user split with "
                 "full ranking; the hybrid runs with hybrid_selection's choice when it was made on this split.",
 )
+@profiled
 def evaluation(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,
@@ -130,6 +131,7 @@ def evaluation(
         "seconds": round(seconds, 1),
         "stages": dg.MetadataValue.md(result.stages.to_markdown(index=False)) if len(result.stages) else "none",
         "peak_rss_mb": float(result.stages["peak_rss_mb"].max()) if len(result.stages) else float("nan"),
+        **stage_metrics(result.stages),  # the same numbers as MLflow's, one per stage (benchmarks/pipeline.py)
         **result.counts.as_dict(),
     }
     if "hybrid" in wide.index:

@@ -8,7 +8,8 @@ from reclm_dagster import checks, settings, store
 import pandas as pd
 
 from reclm_dagster.datasets import INGEST_INFO_TABLE, LOADER_VERSION, DatasetError, load_dataset
-from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of, table_meta
+from reclm_dagster.datasets.schema import COLUMNS
+from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of, table_meta, profiled
 from reclm_dagster.inbox import replay_processed
 
 RAW_TABLES = {
@@ -21,10 +22,25 @@ RAW_TABLES = {
 }
 
 
+# The schema's frame behind each raw table, and how its dtype families are stored in DuckDB.
+SCHEMA_KIND = {"items": "items", "interactions": "interactions", "descriptions": "descriptions",
+               "catalogue_facts": "facts", "user_links": "user_links", "quarantine": "quarantine"}
+_STORED_TYPE = {"str": "VARCHAR", "str?": "VARCHAR", "float": "DOUBLE", "float?": "DOUBLE", "ts": "BIGINT", "int": "BIGINT"}
+_SHOWN_TYPE = {"str": "string", "str?": "string, nullable", "float": "float64", "float?": "float64, nullable",
+               "ts": "int64 unix seconds, nullable", "int": "int64"}
+
+
+def column_schema(table: str) -> dg.TableSchema:
+    """The schema's columns of one raw table, as Dagster shows them on the asset's page."""
+    return dg.TableSchema(columns=[dg.TableColumn(col, _SHOWN_TYPE[typ]) for col, typ in COLUMNS[SCHEMA_KIND[table]].items()])
+
+
 @dg.multi_asset(
-    specs=[dg.AssetSpec(name, description=desc, group_name="ingest") for name, desc in RAW_TABLES.items()],
+    specs=[dg.AssetSpec(name, description=desc, group_name="ingest", metadata={"dagster/column_schema": column_schema(name)})
+           for name, desc in RAW_TABLES.items()],
     partitions_def=dataset_partitions,
 )
+@profiled
 def raw_dataset(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
     """Load, validate and store one dataset; all six tables replace the old ones in one transaction."""
     name = context.partition_key
@@ -71,3 +87,28 @@ def interactions_reference_catalogue(context: dg.AssetCheckExecutionContext, duc
     with duckdb.get_connection() as con:
         passed, meta = checks.interactions_valid(con, schema_of(context))
     return dg.AssetCheckResult(passed=passed, metadata=meta)
+
+
+def schema_mismatches(con, schema: str, table: str) -> list[str]:
+    """'column: expected T, stored U' for every schema column stored with another type (or missing)."""
+    stored = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                              [schema, table]).fetchall())
+    wrong = []
+    for col, typ in COLUMNS[SCHEMA_KIND[table]].items():
+        if stored.get(col) != _STORED_TYPE[typ]:
+            wrong.append(f"{col}: expected {_STORED_TYPE[typ]}, stored {stored.get(col, 'no such column')}")
+    return wrong
+
+
+def _schema_check(table: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=table, name=f"{table}_match_the_schema", partitions_def=dataset_partitions, blocking=True,
+                    description=f"The stored {table} table has every column of reclm's schema, with its type: a loader "
+                    "that returns a wrong column or dtype is stopped here, before anything reads it.")
+    def check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        with duckdb.get_connection() as con:
+            wrong = schema_mismatches(con, schema_of(context), table)
+        return dg.AssetCheckResult(passed=not wrong, metadata={"mismatches": "; ".join(wrong) or "none"})
+    return check
+
+
+schema_checks = [_schema_check(table) for table in RAW_TABLES]

@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import checks, settings, store
-from reclm_dagster.defs.common import dataset_partitions, preview, schema_of, table_meta
+from reclm_dagster.defs.common import dataset_partitions, preview, schema_of, table_meta, profiled
 from reclm_dagster.defs.resources import EncoderResource
 from reclm_dagster.kg import build_knowledge_graph, co_consumption_triples
 from reclm_dagster.encoders.cache import CachedEncoder
@@ -34,6 +34,7 @@ def _kg_config() -> dict:
     ],
     partitions_def=dataset_partitions,
 )
+@profiled
 def knowledge_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
     schema = schema_of(context)
     with duckdb.get_connection() as con:
@@ -70,6 +71,7 @@ def knowledge_graph(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
     deps=["descriptions", "kg_entities", "text_tokens"],  # text_tokens: the dataset's encoder choice the linker reads
     description="Entity mentions in users' descriptions: one row per mention with span, surface text, entity, method (exact | alias | embedding) and score.",
 )
+@profiled
 def kg_mentions(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encoder: EncoderResource) -> dg.MaterializeResult:
     schema = schema_of(context)
     cfg = _kg_config()

@@ -8,7 +8,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import checks, settings, store
-from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of, table_meta
+from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of, table_meta, profiled
 from reclm_dagster.kg import KnowledgeGraph, explain_many
 from reclm_dagster.kg.coverage import credible_evidence
 from reclm_dagster.kg.evidence import tag_user_counts
@@ -69,6 +69,7 @@ def lists_info(con, schema: str, run_id: str) -> pd.DataFrame:
     deps=["user_item_scores", "kg_entities", "kg_triples", "kg_mentions", "text_tokens", "interactions", "descriptions", "items"],
     description="Per user, the top items with per-signal scores, knowledge-graph facts and a one-line explanation built from edges that exist.",
 )
+@profiled
 def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     schema = schema_of(context)
     length = int(settings.load_config().get("list_length", 20))

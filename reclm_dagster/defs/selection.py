@@ -15,7 +15,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import settings, store
-from reclm_dagster.defs.common import dataset_partitions, schema_of
+from reclm_dagster.defs.common import dataset_partitions, schema_of, profiled
 from reclm_dagster.defs.resources import EncoderResource
 from reclm_dagster.evaluation.holdout import EvaluationProtocol
 from reclm_dagster.evaluation.selection import select_hybrid, selection_tables
@@ -75,6 +75,7 @@ def load_with_encoder(duckdb: DuckDBResource, encoder: EncoderResource, schema: 
     description="The hybrid's setting (side weight g, EASE λ, fusion weights, short-history prior) and its LightGBM "
                 "re-ranker, chosen on the validation split (never on test); the lists and the evaluation read it.",
 )
+@profiled
 def hybrid_selection(
     context: dg.AssetExecutionContext,
     config: SelectionConfig,

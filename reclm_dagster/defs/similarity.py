@@ -9,7 +9,7 @@ from dagster_duckdb import DuckDBResource
 from tqdm import tqdm
 
 from reclm_dagster import settings, store
-from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
+from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta, profiled
 from reclm_dagster.defs.selection import TABLE_INPUTS
 from reclm_dagster.models.fusion import linear_fusion
 from reclm_dagster.models.matrix import InteractionMatrix
@@ -26,6 +26,7 @@ BATCH = 512
     deps=TABLE_INPUTS,
     description="Top-K neighbours of every item by text embedding, by co-consumption (item-item cosine) and fused.",
 )
+@profiled
 def item_similarity(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     cfg = settings.load_config()
     k = int(cfg.get("similar_items_k", 20))
@@ -74,6 +75,7 @@ def item_similarity(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
     description="Per user, the top candidates by the fused hybrid score with each signal's score (cf, text, lexical, kg), "
     "with the setting and re-ranker hybrid_selection chose on validation. Already-consumed items are excluded.",
 )
+@profiled
 def user_item_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     cfg = settings.load_config()
     k = int(cfg.get("top_k", 50))

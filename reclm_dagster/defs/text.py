@@ -9,7 +9,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import checks, store
-from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta
+from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta, profiled
 from reclm_dagster.defs.resources import EncoderResource
 from reclm_dagster.encoders.registry import ENCODER_CHOICE_TABLE, encoder_choice_table, load_encoder
 from reclm_dagster.encoders import cache as embedding_cache
@@ -30,6 +30,7 @@ def _documents(con, schema: str) -> pd.DataFrame:
     deps=["items", "catalogue_facts", "descriptions"],
     description="Normalised, segmented text (jieba for Chinese, stop words dropped) and the encoder tokenizer's ids.",
 )
+@profiled
 def text_tokens(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encoder: EncoderResource) -> dg.MaterializeResult:
     schema = schema_of(context)
     with duckdb.get_connection() as con:
@@ -81,6 +82,7 @@ def text_tokens(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encod
     deps=["text_tokens"],
     description="Transformer embeddings (mean pooling, L2-normalised) of items and user descriptions.",
 )
+@profiled
 def text_embeddings(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encoder: EncoderResource) -> dg.MaterializeResult:
     schema = schema_of(context)
     with duckdb.get_connection() as con:

@@ -10,7 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from defs_fixture import DATASET, ITEMS, SCHEMA, check_passes_then_fails, ctx, encoder, execute, meta, read
 from reclm_dagster.datasets import INGEST_INFO_TABLE, DatasetError
-from reclm_dagster.defs.ingest import RAW_TABLES, interactions_reference_catalogue, raw_dataset
+from reclm_dagster.defs.ingest import RAW_TABLES, column_schema, interactions_reference_catalogue, raw_dataset, schema_checks
 from reclm_dagster.defs.text import embeddings_are_unit_vectors, text_embeddings, text_tokens
 
 
@@ -42,6 +42,20 @@ def test_interactions_check_passes_then_fails_on_an_unknown_item(db_after):
     result = check_passes_then_fails(interactions_reference_catalogue, db_after("raw"),
                                      f"INSERT INTO \"{SCHEMA}\".interactions (user_id, item_id, weight) VALUES ('u1', 'nope', 1.0)")
     assert 1 in meta(result).values()
+
+
+def test_every_raw_table_is_typed_at_the_boundary(db_after):
+    """Issue 12.1: the schema's columns and dtypes are shown on each asset (dagster/column_schema) and
+    checked on what was stored; a column stored with another type stops the run there."""
+    assert [c.name for c in column_schema("interactions").columns] == ["user_id", "item_id", "weight", "timestamp"]
+    db = db_after("raw")
+    by_table = {next(iter(c.check_keys)).asset_key.to_user_string(): c for c in schema_checks}
+    assert set(by_table) == set(RAW_TABLES)
+    result = check_passes_then_fails(by_table["interactions"], db,
+                                     f'ALTER TABLE "{SCHEMA}".interactions ALTER weight TYPE VARCHAR')
+    assert meta(result)["mismatches"] == "weight: expected DOUBLE, stored VARCHAR"
+    result = check_passes_then_fails(by_table["items"], db, f'ALTER TABLE "{SCHEMA}".items DROP COLUMN language')
+    assert "language: expected VARCHAR, stored no such column" in meta(result)["mismatches"]
 
 
 def test_text_tokens_one_row_per_text_with_the_lexical_tokenizer(db_after):

@@ -72,3 +72,12 @@ def test_recommendations_check_passes_then_fails_on_a_consumed_item(db_after):
         INSERT INTO "{SCHEMA}".recommendations (user_id, item_id, rank, score, explanation, title)
         VALUES ('u7', 'm1', 4, 0.1, 'because', 'Orbit of Iron')""")  # u7 consumed m1
     assert meta(result)["already_consumed"] == 1 and meta(result)["duplicate_pairs"] == 0
+
+
+def test_every_materialization_carries_its_steps_seconds_and_peak_memory(db_after):
+    """Issue 13.1: `profiled` stamps what an asset returns (benchmarks/pipeline.py reads it back)."""
+    from reclm_dagster.defs.common import STEP_PEAK_RSS, STEP_SECONDS
+
+    m = meta(item_similarity(ctx(), duckdb=DuckDBResource(database=str(db_after("selected")))))
+    assert m[STEP_SECONDS] >= 0 and m[STEP_PEAK_RSS] > 10  # MiB: a Python process with numpy is far above
+    assert m["dagster/row_count"] == 20  # the asset's own metadata kept
