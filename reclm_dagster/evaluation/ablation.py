@@ -27,7 +27,7 @@ import numpy as np
 from reclm_dagster.encoders.lexical_encoder import LexicalEncoder
 from reclm_dagster.evaluation.protocol import evaluate, metric_rows
 from reclm_dagster.evaluation.tuning import WEIGHT_GRID, attach_reranker, tune_fusion_weights
-from reclm_dagster.models.ease import EASE
+from reclm_dagster.models.large_catalogue import cf_for_catalogue
 from reclm_dagster.models.hybrid import reduced_rows
 from reclm_dagster.training import with_text_from
 
@@ -76,8 +76,8 @@ def refit_cf(model, X_train, item_vectors) -> None:
     cfg = model.config
     dense = reduced_rows(item_vectors, cfg.dense_dims) if item_vectors is not None and cfg.dense_weight > 0 else None
     side = model.kg_["E"] if model.kg_ else None
-    model.cf_ = EASE(l2=cfg.ease_l2, side_weight=cfg.side_weight, dense_weight=cfg.dense_weight if dense is not None else 0.0
-                     ).fit(X_train, side=side, dense=dense)
+    model.cf_ = cf_for_catalogue(X_train.shape[1], ease_l2=cfg.ease_l2, side_weight=cfg.side_weight,
+                                 dense_weight=cfg.dense_weight if dense is not None else 0.0).fit(X_train, side=side, dense=dense)
 
 
 def finetune_pairs(tables, train, description_mask, seed: int):

@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 from reclm_dagster.evaluation.protocol import evaluate, metric_rows
-from reclm_dagster.models.ease import EASE
 from reclm_dagster.models.hybrid import HybridConfig, UserText
+from reclm_dagster.models.large_catalogue import cf_for_catalogue
 from reclm_dagster.models.neighbors import Popularity
 from reclm_dagster.models.signals import WORD_SIGNALS
 from reclm_dagster.training import DatasetTables, fit_hybrid
@@ -207,6 +207,6 @@ def cold_user_evaluation(
     # EASE on an empty history scores every item 0 (its "list" is catalogue order): not run at n = 0.
     ease_reveal = [n for n in protocol.reveal if n > 0]
     if ease_reveal:
-        ease = EASE(l2=ease_l2).fit(matrix.X)
+        ease = cf_for_catalogue(matrix.X.shape[1], ease_l2=ease_l2).fit(matrix.X)
         report("ease", run(lambda n: (lambda r: ease.score(r, histories[n])), "test", reveal=ease_reveal))
     return ColdUserResult(pd.DataFrame(rows, columns=columns), best_p, tuning, best_c)

@@ -25,7 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from reclm_dagster.models.fusion import linear_fusion, zscore_rows
-from reclm_dagster.models.ease import EASE
+from reclm_dagster.models.large_catalogue import cf_for_catalogue
 from reclm_dagster.models.neighbors import ItemKNN, Popularity
 from reclm_dagster.kg.signals import item_entity_profiles, user_entity_affinity
 from reclm_dagster.kg.similarity import entity_idf
@@ -180,7 +180,9 @@ class HybridRecommender:
         cfg = self.config
         if cfg.cf_model == "ease":
             dense = reduced_rows(item_vectors, cfg.dense_dims) if cfg.dense_weight > 0 else None
-            self.cf_ = EASE(l2=cfg.ease_l2, side_weight=cfg.side_weight, dense_weight=cfg.dense_weight).fit(X, side=side, dense=dense)
+            # dense EASE where its n_items² arrays fit, else the sparse restricted EASE (same λ, g)
+            self.cf_ = cf_for_catalogue(X.shape[1], ease_l2=cfg.ease_l2, side_weight=cfg.side_weight,
+                                        dense_weight=cfg.dense_weight).fit(X, side=side, dense=dense)
         elif cfg.cf_model == "itemknn":
             self.cf_ = ItemKNN(k_neighbors=cfg.k_neighbors).fit(X)
         else:

@@ -108,13 +108,17 @@ def test_real_baselines_tuned_on_validation_and_defaults_without_it():
     assert res0.params == {"itemknn": {"k_neighbors": 100}, "ease": {"l2": 200.0}}
 
 
-def test_ease_skipped_above_the_item_cap_with_a_reason():
+def test_ease_above_the_item_cap_is_the_sparse_restricted_ease_never_skipped():
+    """Issue 13.3: no n_items² array above the cap; reported as 'ease' with sparse: True."""
     df = synthetic_interactions(n_items=30)
     res = evaluate_baselines(df, EvaluationProtocol(), baselines=("pop", "ease"), ease_max_items=29)
-    assert "ease_max_items 29" in res.skipped["ease"] and "n_items 30" in res.skipped["ease"]
-    assert set(res.metrics["model"]) == {"pop"}
+    assert res.skipped == {} and set(res.metrics["model"]) == {"pop", "ease"}
+    assert res.params["ease"]["sparse"] is True
     kept = evaluate_baselines(df, EvaluationProtocol(), baselines=("ease",), ease_max_items=30)
-    assert kept.skipped == {} and set(kept.metrics["model"]) == {"ease"}
+    assert "sparse" not in kept.params["ease"] and set(kept.metrics["model"]) == {"ease"}
+    # on a catalogue this small every item keeps all its co-consumed items: the same lists
+    dense, sparse = (r.metrics.query("model == 'ease' and slice == 'all'").set_index("metric")["value"] for r in (kept, res))
+    assert abs(dense["ndcg@10"] - sparse["ndcg@10"]) < 0.05
 
 
 def test_temporal_protocol_holds_out_each_users_latest():

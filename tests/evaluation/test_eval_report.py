@@ -29,8 +29,8 @@ def test_eval_json_shape():
     assert set(doc) == {"dataset", "protocol", "models", "split"}
     assert doc["dataset"] == "toy"
     assert doc["protocol"]["method"] == "random" and doc["protocol"]["ks"] == [5, 10, 20]
-    assert "ease_max_items 39" in doc["protocol"]["skipped"]["ease"]
-    assert list(doc["models"]) == ["pop", "itemknn", "rp3beta"]  # ease skipped
+    assert doc["models"]["ease"]["params"]["sparse"] is True  # above the cap of 39 items: sparse EASE
+    assert list(doc["models"]) == ["pop", "itemknn", "rp3beta", "ease"]
     ranking = {f"{m}@{k}" for k in (5, 10, 20) for m in RANKING_METRICS}
     beyond = {f"{m}@{k}" for k in (5, 10, 20) for m in ("coverage", "novelty", "popularity_bias")}
     for name, entry in doc["models"].items():

@@ -63,3 +63,20 @@ def test_cold_boost_lifts_only_cold_items_with_evidence():
     lift = boosted - plain
     np.testing.assert_array_equal(lift[:, ~cold], 0.0)  # warm items untouched
     assert (lift[:, cold] >= 0).all() and lift[:, cold].max() > 0
+
+
+def test_a_catalogue_above_the_dense_cap_gets_the_sparse_ease(monkeypatch):
+    """Issue 13.3: the hybrid's side-information EASE switches to the sparse restricted EASE when
+    its n_items² arrays would not fit (RECLM_DENSE_MAX_ITEMS stands in for a small machine)."""
+    from reclm_dagster.models.ease import EASE
+    from reclm_dagster.models.large_catalogue import SparseItemCF
+
+    config = HybridConfig(cf_model="ease", weights={"cf": 1.0, "text": 0.0, "lexical": 0.0})
+    dense, X = _model(config)
+    monkeypatch.setenv("RECLM_DENSE_MAX_ITEMS", "11")  # the catalogue has 12 items
+    sparse, _ = _model(config)
+    assert isinstance(dense.cf_, EASE) and isinstance(sparse.cf_, SparseItemCF)
+    rows = np.arange(30)
+    a, b = dense.score(rows, X), sparse.score(rows, X)
+    top = lambda s: set(np.argsort(-s[np.isfinite(s)])[:3])  # noqa: E731
+    assert np.mean([top(a[u]) == top(b[u]) for u in range(len(rows))]) > 0.5  # mostly the same top items
