@@ -13,6 +13,7 @@ import time
 from reclm_dagster import cli_args, recovery, settings
 from reclm_dagster.cli_finetune import add_finetune_parser
 from reclm_dagster.cli_synth import add_synth_parser
+from reclm_dagster.server import add_serve_parser
 from reclm_dagster.cli_kg import KGExportError, add_kg_parser
 from reclm_dagster.cli_queries import format_query_table, query_retrieval_report
 from reclm_dagster.datasets.schema import DatasetError
@@ -332,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_kg_parser(sub)
     add_finetune_parser(sub)
     add_synth_parser(sub)
+    add_serve_parser(sub)
     cli_args.add_debug_flag(parser)
     return parser
 

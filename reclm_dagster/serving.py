@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
@@ -123,21 +124,39 @@ def _rows(df: pd.DataFrame) -> list[dict]:
     return out
 
 
-def recommend_for_user(dataset: str, user_id: str, k: int) -> list[dict]:
-    con, schema = open_store(dataset)
-    try:
-        df = con.execute(
-            f'SELECT * FROM "{schema}".recommendations WHERE user_id = ? AND rank <= ?', [user_id, int(k)]
-        ).df()
+@dataclass
+class StoredLists:
+    """Users' stored lists, read once: the CLI reads one user's, `reclm serve` everyone's (and keeps
+    answering from them while a run holds the store)."""
+
+    dataset: str
+    lists: pd.DataFrame
+    n_users: int
+    example: str | None
+    stale: dict | None
+
+    @classmethod
+    def load(cls, dataset: str, user_id: str | None = None) -> "StoredLists":
+        con, schema = open_store(dataset)
+        try:
+            where, args = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
+            df = con.execute(f'SELECT * FROM "{schema}".recommendations {where}', args).df()
+            n, example = con.execute(f'SELECT count(DISTINCT user_id), min(user_id) FROM "{schema}".recommendations').fetchone()
+            stale = stale_lists(con, schema)
+        finally:
+            con.close()
+        return cls(dataset, df, int(n), example, stale)
+
+    def answer(self, user_id: str, k: int) -> list[dict]:
+        df = self.lists[(self.lists["user_id"] == user_id) & (self.lists["rank"] <= int(k))]
         if df.empty:
-            n = con.execute(f'SELECT count(DISTINCT user_id) FROM "{schema}".recommendations').fetchone()[0]
-            example = con.execute(f'SELECT min(user_id) FROM "{schema}".recommendations').fetchone()[0]
-            raise ReclmError(f"unknown user '{user_id}' in dataset '{dataset}' ({n} users have lists, e.g. '{example}')")
-        stale = stale_lists(con, schema)
-    finally:
-        con.close()
-    warn_if_stale(dataset, stale)
-    return _rows(df.sort_values("rank"))
+            raise ReclmError(f"unknown user '{user_id}' in dataset '{self.dataset}' ({self.n_users} users have lists, e.g. '{self.example}')")
+        warn_if_stale(self.dataset, self.stale)
+        return _rows(df.sort_values("rank"))
+
+
+def recommend_for_user(dataset: str, user_id: str, k: int) -> list[dict]:
+    return StoredLists.load(dataset, user_id).answer(user_id, k)
 
 
 def _user_profile_scores(tables: DatasetTables, user_id: str, candidates: pd.DataFrame, dataset: str):
@@ -162,90 +181,118 @@ def _user_profile_scores(tables: DatasetTables, user_id: str, candidates: pd.Dat
     return scores, exclude
 
 
+@dataclass
+class QueryIndex:
+    """Everything a free-text request is scored against, built once: the items as the hybrid sees
+    them (vectors + BM25, models/query.QueryScorer), the graph's item→entity links, the facts and
+    the users' stored candidates. The CLI builds it per call; `reclm serve` once per store."""
+
+    dataset: str
+    encoder: object
+    tables: DatasetTables
+    cfg: dict
+    entities: pd.DataFrame
+    item_entities: pd.DataFrame  # head (item node), tail (entity id)
+    fact_map: dict[str, str]
+    candidates: pd.DataFrame  # user_id, item_id, score
+    scorer: QueryScorer
+    stale: dict | None
+
+    @classmethod
+    def load(cls, dataset: str, encoder, user_ids: list[str] | None = None) -> "QueryIndex":
+        """``user_ids``: whose stored candidates to read (None: everyone's)."""
+        cfg = settings.load_config()
+        con, schema = open_store(dataset)
+        try:
+            tables = DatasetTables.load(con, schema)
+            facts = store.read_df(con, schema, "recommendations", "DISTINCT item_id, facts")
+            config = chosen_hybrid_config(con, schema, cfg)
+            entities = store.read_df(con, schema, "kg_entities")
+            item_entities = con.execute(
+                f"""SELECT head, tail FROM "{schema}".kg_triples WHERE head LIKE 'item:%' AND tail NOT LIKE 'item:%'""").df()
+            where, args = ("", []) if user_ids is None else ("WHERE user_id IN (SELECT unnest(?::VARCHAR[]))", [list(user_ids)])
+            candidates = con.execute(f'SELECT user_id, item_id, score FROM "{schema}".user_item_scores {where}', args).df()
+            stale = stale_lists(con, schema)
+        finally:
+            con.close()
+        if tables.encoder_version != encoder.version:
+            raise ReclmError(
+                f"dataset '{dataset}' was embedded with {tables.encoder_version}, not {encoder.version}: "
+                f"pass the same --encoder, or re-run `reclm run --dataset {dataset} --encoder ...`"
+            )
+        # Items as the hybrid sees them: catalogue text plus what users said about them.
+        item_vectors, item_tokens = item_text_index(tables, tables.items["item_id"].astype(str).to_numpy(), config)
+        return cls(dataset, encoder, tables, cfg, entities, item_entities, dict(zip(facts["item_id"].astype(str), facts["facts"])),
+                   candidates, QueryScorer.fit(item_vectors, item_tokens), stale)
+
+    def answer(self, query: str, k: int, user_id: str | None = None) -> list[dict]:
+        """Encode the request, match it to items by meaning (encoder) and words (BM25), and blend
+        with the user's own hybrid profile when a user is given."""
+        if not query or not query.strip():
+            raise ReclmError("empty query: pass some words, e.g. --query \"a funny space adventure with robots\"")
+        cfg, tables, scorer = self.cfg, self.tables, self.scorer
+        linked = link_request(query, self.entities)  # exact / alias matches of KG entities, with spans
+        linked_ids = {m["entity_id"] for m in linked}
+        has_linked = self.item_entities[self.item_entities["tail"].isin(linked_ids)]
+        tokens = segment(query)
+        readable, unknown_share = encoder_reads(self.encoder, query)
+        # e5-style encoders embed requests with their own "query: " prefix; an unreadable request
+        # (too many unknown tokens) gets text 0: words (jieba BM25) and named entities rank it alone
+        signals = scorer.score([query], self.encoder, tokens=[tokens], readable=[readable])
+        qw = {k_: float(v) for k_, v in cfg.get("query", {}).get("weights", {n: 1.0 for n in QUERY_SIGNALS}).items()}
+        if not readable:
+            qw["text"] = 0.0
+        unread_note = "" if readable else f" (the encoder cannot read this request: {unknown_share:.0%} unknown tokens)"
+        fused = fuse_query(signals, qw)
+        exclude = None
+        user_scores = None
+        if user_id is not None:
+            mine = self.candidates[self.candidates["user_id"].astype(str) == str(user_id)]
+            user_scores, exclude = _user_profile_scores(tables, str(user_id), mine, self.dataset)
+            fused = linear_fusion({"query": fused, "user": user_scores}, {"query": 1.0, "user": float(cfg.get("query", {}).get("user_weight", 0.5))}, norm="zscore")
+        idx, vals = topk(fused, k, exclude=exclude)
+        if user_id is not None:  # only the user's part is stored
+            warn_if_stale(self.dataset, self.stale)
+        items = tables.items.reset_index(drop=True)
+        surface_of = {m["entity_id"]: m["surface"] for m in linked}
+        named_in_request = has_linked.groupby("head")["tail"].agg(list).to_dict() if len(has_linked) else {}
+        rows = []
+        for rank, (i, v) in enumerate(zip(idx[0], vals[0]), start=1):
+            if i < 0:
+                continue
+            matched = scorer.bm25.matched_terms(tokens, int(i))
+            named = named_in_request.get(item_node(items.at[int(i), "item_id"]), [])
+            if named:
+                why = "Has " + ", ".join(f"'{surface_of[e]}'" for e in named[:3]) + " that your request names"
+            elif matched:
+                why = "Matches " + ", ".join(f"'{w}'" for w in matched[:3]) + " in your request"
+            elif readable:
+                why = f"Close in meaning to your request (cosine {signals['text'][0, i]:.2f})"
+            else:
+                why = "No word of your request matched it"
+            why += unread_note
+            if user_scores is not None:
+                why += "; fits your history"
+            rows.append(
+                {
+                    "rank": rank,
+                    "item_id": str(items.at[int(i), "item_id"]),
+                    "title": str(items.at[int(i), "title"]),
+                    "domain": str(items.at[int(i), "domain"]),
+                    "score": float(v),
+                    "score_text": float(signals["text"][0, i]),
+                    "score_lexical": float(signals["lexical"][0, i]),
+                    **({"score_user": float(user_scores[0, i])} if user_scores is not None else {}),
+                    "facts": self.fact_map.get(str(items.at[int(i), "item_id"]), "{}"),
+                    "explanation": why,
+                    "linked": [{k_: m[k_] for k_ in ("surface", "start", "end", "entity_id", "entity_type")} for m in linked],
+                }
+            )
+        return _rows(pd.DataFrame(rows)) if rows else []
+
+
 def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str | None = None) -> list[dict]:
-    """Encode the request, match it to items by meaning (encoder) and words (BM25), and blend
-    with the user's own hybrid profile when a user is given."""
     if not query or not query.strip():
         raise ReclmError("empty query: pass some words, e.g. --query \"a funny space adventure with robots\"")
-    cfg = settings.load_config()
-    con, schema = open_store(dataset)
-    try:
-        tables = DatasetTables.load(con, schema)
-        facts = store.read_df(con, schema, "recommendations", "DISTINCT item_id, facts")
-        config = chosen_hybrid_config(con, schema, cfg)
-        entities = store.read_df(con, schema, "kg_entities")
-        linked = link_request(query, entities)  # exact / alias matches of KG entities, with spans
-        linked_ids = sorted({m["entity_id"] for m in linked})
-        has_linked = con.execute(
-            f'SELECT head, tail FROM "{schema}".kg_triples WHERE tail IN (SELECT unnest(?::VARCHAR[])) AND head LIKE \'item:%\' AND tail NOT LIKE \'item:%\'', [linked_ids]
-        ).df() if linked_ids else pd.DataFrame(columns=["head", "tail"])
-        candidates = None
-        if user_id is not None:
-            candidates = con.execute(
-                f'SELECT item_id, score FROM "{schema}".user_item_scores WHERE user_id = ?', [str(user_id)]
-            ).df()
-        stale = stale_lists(con, schema) if user_id is not None else None  # only the user's part is stored
-    finally:
-        con.close()
-    if tables.encoder_version != encoder.version:
-        raise ReclmError(
-            f"dataset '{dataset}' was embedded with {tables.encoder_version}, not {encoder.version}: "
-            f"pass the same --encoder, or re-run `reclm run --dataset {dataset} --encoder ...`"
-        )
-    tokens = segment(query)
-    readable, unknown_share = encoder_reads(encoder, query)
-    # Items as the hybrid sees them: catalogue text plus what users said about them.
-    item_vectors, item_tokens = item_text_index(tables, tables.items["item_id"].astype(str).to_numpy(), config)
-    scorer = QueryScorer.fit(item_vectors, item_tokens)  # the evaluation's scorer (models/query.py)
-    # e5-style encoders embed requests with their own "query: " prefix; an unreadable request
-    # (too many unknown tokens) gets text 0: words (jieba BM25) and named entities rank it alone
-    signals = scorer.score([query], encoder, tokens=[tokens], readable=[readable])
-    qw = {k_: float(v) for k_, v in cfg.get("query", {}).get("weights", {n: 1.0 for n in QUERY_SIGNALS}).items()}
-    if not readable:
-        qw["text"] = 0.0
-    unread_note = "" if readable else f" (the encoder cannot read this request: {unknown_share:.0%} unknown tokens)"
-    fused = fuse_query(signals, qw)
-    exclude = None
-    user_scores = None
-    if user_id is not None:
-        user_scores, exclude = _user_profile_scores(tables, str(user_id), candidates, dataset)
-        fused = linear_fusion({"query": fused, "user": user_scores}, {"query": 1.0, "user": float(cfg.get("query", {}).get("user_weight", 0.5))}, norm="zscore")
-    idx, vals = topk(fused, k, exclude=exclude)
-    warn_if_stale(dataset, stale)
-    items = tables.items.reset_index(drop=True)
-    surface_of = {m["entity_id"]: m["surface"] for m in linked}
-    named_in_request = has_linked.groupby("head")["tail"].agg(list).to_dict() if len(has_linked) else {}
-    fact_map = dict(zip(facts["item_id"].astype(str), facts["facts"]))
-    rows = []
-    for rank, (i, v) in enumerate(zip(idx[0], vals[0]), start=1):
-        if i < 0:
-            continue
-        matched = scorer.bm25.matched_terms(tokens, int(i))
-        named = named_in_request.get(item_node(items.at[int(i), "item_id"]), [])
-        if named:
-            why = "Has " + ", ".join(f"'{surface_of[e]}'" for e in named[:3]) + " that your request names"
-        elif matched:
-            why = "Matches " + ", ".join(f"'{w}'" for w in matched[:3]) + " in your request"
-        elif readable:
-            why = f"Close in meaning to your request (cosine {signals['text'][0, i]:.2f})"
-        else:
-            why = "No word of your request matched it"
-        why += unread_note
-        if user_scores is not None:
-            why += "; fits your history"
-        rows.append(
-            {
-                "rank": rank,
-                "item_id": str(items.at[int(i), "item_id"]),
-                "title": str(items.at[int(i), "title"]),
-                "domain": str(items.at[int(i), "domain"]),
-                "score": float(v),
-                "score_text": float(signals["text"][0, i]),
-                "score_lexical": float(signals["lexical"][0, i]),
-                **({"score_user": float(user_scores[0, i])} if user_scores is not None else {}),
-                "facts": fact_map.get(str(items.at[int(i), "item_id"]), "{}"),
-                "explanation": why,
-                "linked": [{k_: m[k_] for k_ in ("surface", "start", "end", "entity_id", "entity_type")} for m in linked],
-            }
-        )
-    return _rows(pd.DataFrame(rows)) if rows else []
+    index = QueryIndex.load(dataset, encoder, [] if user_id is None else [str(user_id)])
+    return index.answer(query, k, user_id)
