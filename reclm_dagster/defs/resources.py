@@ -162,12 +162,13 @@ DASK_ADDRESS_VAR = "RECLM_DASK_ADDRESS"
 
 def deployment_executor(deployment: str | None = None):
     """None (Dagster's default executor) for local; for distributed the dagster-dask executor on the
-    scheduler at $RECLM_DASK_ADDRESS (tcp://host:8786), read when a run starts."""
+    scheduler at $RECLM_DASK_ADDRESS (tcp://host:8786), read when a run starts (defs/dask_executor:
+dagster-dask's executor with the step arguments wrapped for dask >= 2024.12)."""
     if (deployment or settings.deployment()) != settings.DISTRIBUTED:
         return None
-    from dagster_dask import dask_executor
+    from reclm_dagster.defs.dask_executor import reclm_dask_executor
 
-    return dask_executor.configured({"cluster": {"existing": {"address": {"env": DASK_ADDRESS_VAR}}}}, name="reclm_dask")
+    return reclm_dask_executor.configured({"cluster": {"existing": {"address": {"env": DASK_ADDRESS_VAR}}}}, name="reclm_dask")
 
 
 def ensure_dagster_home() -> Path:
