@@ -38,20 +38,17 @@ def _execute(dataset: str, encoder: str, log_level: str, asset_names: list[str] 
     recovery.recover_orphaned_runs(instance)  # runs a killed reclm left unfinished end as failed
     if not instance.has_dynamic_partition("datasets", dataset):
         instance.add_dynamic_partitions("datasets", [dataset])
-    job = build_definitions().resolve_job_def("reclm_full")
     start = time.perf_counter()
     with recovery.mlflow_owner_tags():  # MLflow runs this run starts carry our pid as well
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=dataset,
+        result = run_graph(
+            instance, dataset,
             run_config={
                 "ops": ops_config or {},
                 # No encoder given: the run reads the dataset's stored choice (defs/resources.EncoderResource).
                 "resources": {"encoder": {"config": {"model": encoder} if encoder is not None else {}}},
                 "loggers": {"console": {"config": {"log_level": log_level}}},
             },
-            asset_selection=[dg.AssetKey(n) for n in asset_names] if asset_names else None,
-            raise_on_error=False,
+            asset_names=asset_names,
             tags={"reclm/cli": "run" if not asset_names else "eval", **recovery.owner_tags()},
         )
     seconds = time.perf_counter() - start
@@ -64,6 +61,25 @@ def _execute(dataset: str, encoder: str, log_level: str, asset_names: list[str] 
                 print(f"reclm: step {event.step_key} failed: {message}", file=sys.stderr)
         raise ReclmError(f"run {result.run_id} failed; `reclm ui` shows its logs")
     return result, seconds
+
+
+def run_graph(instance, dataset: str, run_config: dict, asset_names: list[str] | None = None, tags: dict | None = None):
+    """One run of ``reclm_full`` for a dataset, on the deployment's executor: in this process
+    (local), or through the Dask executor (distributed), whose workers rebuild the job from
+    ``definitions.reclm_full_job`` in their own processes. Returns a finished result with
+    ``success``, ``run_id`` and ``all_events``."""
+    import dagster as dg
+
+    from reclm_dagster.definitions import build_definitions, reclm_full_job
+
+    selection = [dg.AssetKey(n) for n in asset_names] if asset_names else None
+    if settings.deployment() == settings.LOCAL:
+        return build_definitions().resolve_job_def("reclm_full").execute_in_process(
+            instance=instance, partition_key=dataset, run_config=run_config, asset_selection=selection,
+            raise_on_error=False, tags=tags or {})
+    with dg.execute_job(dg.reconstructable(reclm_full_job), instance=instance, run_config=run_config,
+                        tags={**(tags or {}), "dagster/partition": dataset}, asset_selection=selection) as result:
+        return result  # success, run_id and all_events need no open context
 
 
 def _materialized(dataset: str, table: str) -> bool:

@@ -38,7 +38,23 @@ def mlflow_dir() -> Path:
 
 
 def mlflow_tracking_uri() -> str:
-    return f"sqlite:///{mlflow_dir() / 'mlflow.db'}"
+    """RECLM_MLFLOW_TRACKING_URI (a tracking server, e.g. http://mlflow:5000), else the sqlite store in RECLM_HOME."""
+    return os.environ.get("RECLM_MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir() / 'mlflow.db'}"
+
+
+# Deployments (issue 12.4): one variable chooses the storage and executor resources; the assets
+# and the maths are the same in both.
+LOCAL, DISTRIBUTED = "local", "distributed"
+DEPLOYMENTS = (LOCAL, DISTRIBUTED)
+
+
+def deployment() -> str:
+    """RECLM_DEPLOYMENT: 'local' (default: one DuckDB file, in-process/multiprocess executor) or
+    'distributed' (Dask executor, Parquet storage under RECLM_STORAGE_ROOT, MLflow server)."""
+    name = (os.environ.get("RECLM_DEPLOYMENT") or LOCAL).strip().lower()
+    if name not in DEPLOYMENTS:
+        raise ValueError(f"RECLM_DEPLOYMENT={name!r}: expected one of {', '.join(DEPLOYMENTS)}")
+    return name
 
 
 def mlflow_artifacts_dir() -> Path:

@@ -15,8 +15,20 @@ import pyarrow as pa
 
 
 def replace_tables(con: duckdb.DuckDBPyConnection, schema: str, tables: Mapping[str, pd.DataFrame | pa.Table]) -> dict[str, int]:
-    """Create or replace several tables in one transaction; returns row counts."""
+    """Create or replace several tables in one transaction; returns row counts.
+
+    On a connection from ``parquet_store.connect`` (the distributed deployment) each table is
+    written to its own Parquet file instead, each one replaced atomically."""
+    from reclm_dagster import parquet_store
+
     counts: dict[str, int] = {}
+    if parquet_store.root_of(con) is not None:
+        for name, frame in tables.items():
+            if isinstance(frame, pd.DataFrame):
+                frame = _typed_empty_columns(frame)
+            parquet_store.replace(con, schema, name, frame)
+            counts[name] = frame.num_rows if isinstance(frame, pa.Table) else len(frame)
+        return counts
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
@@ -74,16 +86,21 @@ def embeddings_table(ids: list[str] | np.ndarray, sources: list[str] | np.ndarra
 
 def read_embeddings(con: duckdb.DuckDBPyConnection, schema: str, source: str, name: str = "text_embeddings") -> tuple[list[str], np.ndarray]:
     """Ids and an (n, dim) float32 matrix for one source ('item' or 'description')."""
+    from reclm_dagster import parquet_store
+
+    # A Parquet view has no rowid; its scan keeps the file's row order (preserve_insertion_order).
+    order = "" if parquet_store.root_of(con) is not None else " ORDER BY rowid"
     table = con.sql(
-        f'SELECT id, embedding FROM "{schema}"."{name}" WHERE source = $source ORDER BY rowid',
+        f'SELECT id, embedding FROM "{schema}"."{name}" WHERE source = $source{order}',
         params={"source": source},
     ).to_arrow_table()
     ids = table.column("id").to_pylist()
     col = table.column("embedding").combine_chunks()
     if len(ids) == 0:
         return [], np.zeros((0, 0), dtype=np.float32)
-    dim = col.type.list_size
-    vectors = col.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(ids), dim)
+    # FLOAT[dim] from a DuckDB table; FLOAT[] when read back from Parquet (same values)
+    dim = col.type.list_size if pa.types.is_fixed_size_list(col.type) else len(col[0].values)
+    vectors = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(ids), dim)
     return ids, vectors
 
 

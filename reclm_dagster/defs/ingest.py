@@ -67,8 +67,10 @@ def raw_dataset(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
         store.replace_tables(con, schema_of(context), {**frames, INGEST_INFO_TABLE: info})
         # Files that arrived through the inbox live only in the stored tables: put them back.
         replayed = replay_processed(con, name)
-        con.execute(f'UPDATE "{schema_of(context)}".{INGEST_INFO_TABLE} SET fingerprint = ?',
-                    [store.tables_fingerprint(con, schema_of(context))])
+        # The fingerprint of what is stored now, written as a whole table (no UPDATE: the
+        # distributed deployment's Parquet files are replaced, never changed in place).
+        fingerprinted = info.assign(fingerprint=pd.Series([store.tables_fingerprint(con, schema_of(context))], dtype="string"))
+        store.replace_tables(con, schema_of(context), {INGEST_INFO_TABLE: fingerprinted})
         for table in ("interactions", "descriptions"):
             frames[table] = store.read_df(con, schema_of(context), table)
     for result in replayed:

@@ -29,6 +29,26 @@ def duckdb_resource() -> DuckDBResource:
     return DuckDBResource(database=str(settings.duckdb_path()))
 
 
+class ParquetDuckDBResource(DuckDBResource):
+    """The distributed deployment's storage: Parquet files under ``root`` (a folder every worker
+    mounts, or an fsspec URL such as s3://bucket/reclm), read through an in-memory DuckDB whose
+    views name them like the local deployment's tables (``parquet_store``). A DuckDBResource, so
+    every asset takes it unchanged; ``store.replace_tables`` writes files instead of tables."""
+
+    database: str = ":memory:"
+    root: str
+
+    @contextlib.contextmanager
+    def get_connection(self):
+        from reclm_dagster import parquet_store
+
+        con = parquet_store.connect(self.root)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
 class EncoderResource(dg.ConfigurableResource):
     """The transformer that turns text into embeddings.
 
@@ -94,8 +114,7 @@ class MLflowResource(dg.ConfigurableResource):
             if exp.tags.get("mlflow.experimentKind") != kind["mlflow.experimentKind"]:
                 mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, *next(iter(kind.items())))
             return exp.experiment_id
-        artifacts = settings.mlflow_artifacts_dir() / name
-        return mlflow.create_experiment(name, artifact_location=artifacts.resolve().as_uri(), tags=kind)
+        return mlflow.create_experiment(name, artifact_location=artifact_location(self._uri(), name), tags=kind)
 
     @contextlib.contextmanager
     def start_run(self, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> Iterator[object]:
@@ -107,13 +126,49 @@ class MLflowResource(dg.ConfigurableResource):
             yield run
 
 
-def reclm_resources() -> dict[str, object]:
+def artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where an experiment's artifacts go: RECLM_MLFLOW_ARTIFACT_ROOT/<experiment> when set (object
+    storage), the folder under RECLM_HOME for a local sqlite/file store, else (a tracking server)
+    None: the server's own artifact root (``mlflow server --artifacts-destination``)."""
+    root = os.environ.get("RECLM_MLFLOW_ARTIFACT_ROOT")
+    if root:
+        return f"{root.rstrip('/')}/{experiment}"
+    if tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri:
+        return (settings.mlflow_artifacts_dir() / experiment).resolve().as_uri()
+    return None
+
+
+def reclm_resources(deployment: str | None = None) -> dict[str, object]:
+    """The resources of one deployment (default: RECLM_DEPLOYMENT). The assets are the same in
+    both; only where tables and MLflow runs live differs."""
+    deployment = deployment or settings.deployment()
     os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri())
+    if deployment == settings.DISTRIBUTED:
+        return {
+            # EnvVar: read in each worker when the run starts there, shown as such in the UI
+            "duckdb": ParquetDuckDBResource(root=dg.EnvVar("RECLM_STORAGE_ROOT")),
+            "mlflow": MLflowResource(tracking_uri=dg.EnvVar("RECLM_MLFLOW_TRACKING_URI")),
+            "encoder": EncoderResource.configure_at_launch(),
+        }
     return {
         "duckdb": duckdb_resource(),
         "mlflow": MLflowResource(),
         "encoder": EncoderResource.configure_at_launch(),
     }
+
+
+DASK_ADDRESS_VAR = "RECLM_DASK_ADDRESS"
+
+
+def deployment_executor(deployment: str | None = None):
+    """None (Dagster's default executor) for local; for distributed the dagster-dask executor on the
+    scheduler at $RECLM_DASK_ADDRESS (tcp://host:8786), read when a run starts (defs/dask_executor:
+dagster-dask's executor with the step arguments wrapped for dask >= 2024.12)."""
+    if (deployment or settings.deployment()) != settings.DISTRIBUTED:
+        return None
+    from reclm_dagster.defs.dask_executor import reclm_dask_executor
+
+    return reclm_dask_executor.configured({"cluster": {"existing": {"address": {"env": DASK_ADDRESS_VAR}}}}, name="reclm_dask")
 
 
 def ensure_dagster_home() -> Path:

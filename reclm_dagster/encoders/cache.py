@@ -33,7 +33,24 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _parquet(con: duckdb.DuckDBPyConnection) -> bool:
+    """True on the distributed deployment's Parquet storage, where the cache is an append-only
+    Parquet table (one part file per store: workers never overwrite each other's vectors)."""
+    from reclm_dagster import parquet_store
+
+    return parquet_store.root_of(con) is not None
+
+
+def _exists(con: duckdb.DuckDBPyConnection) -> bool:
+    schema, name = TABLE.split(".")
+    rows = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                       [schema, name]).fetchall()
+    return bool(rows[0][0])
+
+
 def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
+    if _parquet(con):
+        return  # the view appears with the first part file (``store``)
     con.execute(
         f"""CREATE TABLE IF NOT EXISTS {TABLE} (
                 encoder_version VARCHAR NOT NULL,
@@ -83,6 +100,8 @@ def lookup(con: duckdb.DuckDBPyConnection, encoder_version: str, dim: int, texts
     if not texts:
         return CacheLookup(vectors, hashes, np.zeros(0, dtype=np.int64), texts)
     ensure_table(con)
+    if _parquet(con) and not _exists(con):
+        return CacheLookup(vectors, hashes, np.arange(len(texts), dtype=np.int64), texts)
     query = pd.DataFrame({"pos": np.arange(len(texts), dtype=np.int64), "text_hash": hashes})
     con.register("_reclm_cache_query", query)
     try:
@@ -122,6 +141,8 @@ def store(con: duckdb.DuckDBPyConnection, encoder_version: str, texts, vectors: 
         "text_hash": pa.array(hashes[keep].tolist(), type=pa.string()),
         "embedding": pa.ListArray.from_arrays(offsets, flat),
     })
+    if _parquet(con):
+        return _append_parquet(con, rows)
     before = _count(con)
     con.register("_reclm_cache_rows", rows)
     try:
@@ -130,6 +151,23 @@ def store(con: duckdb.DuckDBPyConnection, encoder_version: str, texts, vectors: 
     finally:
         con.unregister("_reclm_cache_rows")
     return _count(con) - before
+
+
+def _append_parquet(con: duckdb.DuckDBPyConnection, rows: pa.Table) -> int:
+    """The rows not cached yet, as one new part file (another worker may have cached some since
+    our lookup; a repeat across part files would be harmless: equal vectors)."""
+    from reclm_dagster import parquet_store
+
+    if _exists(con):
+        con.register("_reclm_cache_rows", rows)
+        try:
+            rows = con.sql(f"""SELECT r.* FROM _reclm_cache_rows r ANTI JOIN {TABLE} c
+                               ON c.encoder_version = r.encoder_version AND c.text_hash = r.text_hash""").to_arrow_table()
+        finally:
+            con.unregister("_reclm_cache_rows")
+    if rows.num_rows:
+        parquet_store.append(con, *TABLE.split("."), rows)
+    return rows.num_rows
 
 
 def _count(con: duckdb.DuckDBPyConnection) -> int:
