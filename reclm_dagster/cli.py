@@ -13,6 +13,7 @@ import time
 from reclm_dagster import cli_args, recovery, settings
 from reclm_dagster.cli_finetune import add_finetune_parser
 from reclm_dagster.cli_synth import add_synth_parser
+from reclm_dagster.encoders.registry import dataset_encoder_spec  # noqa: F401 - also cli.dataset_encoder_spec
 from reclm_dagster.server import add_serve_parser
 from reclm_dagster.cli_kg import KGExportError, add_kg_parser
 from reclm_dagster.cli_queries import format_query_table, query_retrieval_report
@@ -27,18 +28,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     result, seconds = _execute(args.dataset, args.encoder, args.log_level)
     print_summary(args.dataset, result.run_id, seconds)
     return 0
-
-
-def dataset_encoder_spec(dataset: str, spec: str | None) -> str:
-    """The encoder a command uses: the one given, else the one the dataset is embedded with, else MiniLM ('')."""
-    if spec is not None or not settings.duckdb_path().exists():
-        return spec or ""
-    import duckdb
-
-    from reclm_dagster.encoders.registry import resolve_encoder_spec
-
-    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:  # the runs' own rule
-        return resolve_encoder_spec(con, settings.schema_name(dataset), None)
 
 
 def _embedded_with(dataset: str, encoder_name: str | None) -> bool:

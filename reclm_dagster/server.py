@@ -106,8 +106,7 @@ def create_app(dataset: str, encoder):
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from reclm_dagster.cli import dataset_encoder_spec
-    from reclm_dagster.encoders.registry import load_encoder
+    from reclm_dagster.encoders.registry import dataset_encoder_spec, load_encoder
 
     encoder = load_encoder(dataset_encoder_spec(args.dataset, args.encoder), 64, "auto")
     app = create_app(args.dataset, encoder)

@@ -28,8 +28,7 @@ def server(demo_home):
     import uvicorn
 
     from reclm_dagster import server as srv
-    from reclm_dagster.cli import dataset_encoder_spec
-    from reclm_dagster.encoders.registry import load_encoder
+    from reclm_dagster.encoders.registry import dataset_encoder_spec, load_encoder
 
     old = os.environ.get("RECLM_HOME")
     os.environ["RECLM_HOME"] = str(demo_home)

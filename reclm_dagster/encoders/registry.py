@@ -84,3 +84,15 @@ def resolve_encoder_spec(con, schema: str, model: str | None, texts=None) -> str
     if stored is not None:
         return stored
     return default_encoder_spec(texts) if texts is not None else ""
+
+
+def dataset_encoder_spec(dataset: str, spec: str | None) -> str:
+    """The encoder a command uses: the one given, else the one the dataset is embedded with, else MiniLM ('')."""
+    from reclm_dagster import settings
+
+    if spec is not None or not settings.duckdb_path().exists():
+        return spec or ""
+    import duckdb
+
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as con:  # the runs' own rule
+        return resolve_encoder_spec(con, settings.schema_name(dataset), None)
