@@ -43,7 +43,11 @@ def _run(home: Path, monkeypatch, **env: str):
     return result
 
 
+# Opt-in for now: run on its own it takes ~1.5 min, but inside the whole suite each Dask step took
+# ~60 s (a wait, not work: the machine sat idle), so the suite went from ~15 to ~45 min. Until that
+# is understood: RECLM_TEST_DISTRIBUTED=1 make test (or pytest tests/test_distributed.py with it set).
 @pytest.mark.e2e
+@pytest.mark.skipif(os.environ.get("RECLM_TEST_DISTRIBUTED") != "1", reason="set RECLM_TEST_DISTRIBUTED=1 to run the Dask deployment")
 def test_dask_run_on_parquet_makes_the_local_lists(tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
 
