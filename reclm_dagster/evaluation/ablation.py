@@ -27,8 +27,6 @@ import numpy as np
 from reclm_dagster.encoders.lexical_encoder import LexicalEncoder
 from reclm_dagster.evaluation.protocol import evaluate, metric_rows
 from reclm_dagster.evaluation.tuning import WEIGHT_GRID, attach_reranker, tune_fusion_weights
-from reclm_dagster.models.large_catalogue import cf_for_catalogue
-from reclm_dagster.models.hybrid import reduced_rows
 from reclm_dagster.training import with_text_from
 
 LEXICAL = "hybrid@lexical"
@@ -62,22 +60,13 @@ def ablation_models(model, tables, users: np.ndarray, items: np.ndarray, X_train
         if X_train is None:
             raise ValueError("the hybrid's EASE reads text embeddings: pass X_train to refit the ablations' CF")
         for variant in swapped.values():
-            refit_cf(variant, X_train, variant.item_vectors_)
+            variant.refit_cf(X_train, variant.item_vectors_)
         no_text.config = replace(no_text.config, dense_weight=0.0)
-        refit_cf(no_text, X_train, None)
+        no_text.refit_cf(X_train, None)
     return {
         **{name: (variant, WEIGHT_GRID, swaps[name].version) for name, variant in swapped.items()},
         NO_TEXT: (no_text, {**WEIGHT_GRID, "text": (0.0,)}, tables.encoder_version),
     }
-
-
-def refit_cf(model, X_train, item_vectors) -> None:
-    """Refit a hybrid's side-information EASE with other dense rows (None: none), same λ, g, features."""
-    cfg = model.config
-    dense = reduced_rows(item_vectors, cfg.dense_dims) if item_vectors is not None and cfg.dense_weight > 0 else None
-    side = model.kg_["E"] if model.kg_ else None
-    model.cf_ = cf_for_catalogue(X_train.shape[1], ease_l2=cfg.ease_l2, side_weight=cfg.side_weight,
-                                 dense_weight=cfg.dense_weight if dense is not None else 0.0).fit(X_train, side=side, dense=dense)
 
 
 def finetune_pairs(tables, train, description_mask, seed: int):

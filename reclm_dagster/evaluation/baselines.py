@@ -139,6 +139,39 @@ def tune_on_validation(
     return _search(name, X_train, X_valid, grid, metric, item_popularity)
 
 
+def _dense_or_sparse(name: str, n_items: int, ease_max_items: int | None) -> tuple[str, bool]:
+    """``(registry name to fit, sparse?)``: 'ease' above the dense cap is fitted as 'ease_sparse'."""
+    if name == "ease" and not dense_ease_allowed(n_items, ease_max_items):
+        log.warning("ease: %d items is above the dense cap (%s): the sparse restricted EASE instead",
+                    n_items, ease_max_items if ease_max_items is not None else "free memory")
+        return "ease_sparse", True
+    return name, False
+
+
+def choose_on_validation(
+    name: str,
+    X_train: sp.spmatrix,
+    X_valid: sp.spmatrix,
+    item_popularity: np.ndarray | None = None,
+    metric: str = "ndcg@10",
+    ease_max_items: int | None = EASE_MAX_ITEMS,
+) -> tuple[dict[str, object], pd.DataFrame]:
+    """``(params, table)``: a baseline's setting chosen on validation alone (test never scored).
+
+    What ``hybrid_selection`` stores for the EASE baseline (its λ is also the hybrid's), so an
+    evaluation of the same split fits the chosen setting once instead of the grid again.
+    """
+    X_train, X_valid = sp.csr_matrix(X_train), sp.csr_matrix(X_valid)
+    fit_name, sparse = _dense_or_sparse(name, X_train.shape[1], ease_max_items)
+    if item_popularity is None:
+        item_popularity = np.asarray((X_train > 0).sum(axis=0)).ravel()
+    if X_valid.nnz and REGISTRY[fit_name].grid:
+        params, table = _search(fit_name, X_train, X_valid, REGISTRY[fit_name].grid, metric, item_popularity)
+    else:
+        params, table = dict(REGISTRY[fit_name].defaults), pd.DataFrame()
+    return ({**params, "sparse": True} if sparse else params), table
+
+
 def run_baseline(
     name: str,
     X_train: sp.spmatrix,
@@ -151,21 +184,19 @@ def run_baseline(
     metric: str = "ndcg@10",
     ease_max_items: int | None = EASE_MAX_ITEMS,
     progress: bool = False,
+    chosen: tuple[dict, pd.DataFrame] | None = None,
 ) -> BaselineResult:
     """Tune on validation (or use the defaults without one), then score test.
 
     Test ranks every item outside the user's train+valid history; the model is
-    the one fitted on train.
+    the one fitted on train. ``chosen``: ``(params, table)`` of ``choose_on_validation`` on this
+    very split (the stored selection's): fitted once with those params, no grid.
     """
     if name not in REGISTRY:
         raise KeyError(f"unknown baseline {name!r}; known: {', '.join(REGISTRY)}")
     X_train, X_valid, X_test = (sp.csr_matrix(m) for m in (X_train, X_valid, X_test))
-    n_items = X_train.shape[1]
-    reported, sparse = name, name == "ease" and not dense_ease_allowed(n_items, ease_max_items)
-    if sparse:
-        log.warning("ease: %d items is above the dense cap (%s): the sparse restricted EASE instead",
-                    n_items, ease_max_items if ease_max_items is not None else "free memory")
-        name = "ease_sparse"
+    reported = name
+    name, sparse = _dense_or_sparse(name, X_train.shape[1], ease_max_items)
     history = (X_train + X_valid).tocsr()
     if item_popularity is None:
         item_popularity = np.asarray((X_train > 0).sum(axis=0)).ravel()
@@ -175,7 +206,12 @@ def run_baseline(
                         cold_items=cold_items, item_popularity=item_popularity, progress=progress)
 
     grid = REGISTRY[name].grid if grid is None else grid
-    if X_valid.nnz and grid:
+    if chosen is not None and bool(chosen[0].get("sparse", False)) == sparse:
+        params, table = {k: v for k, v in chosen[0].items() if k != "sparse"}, chosen[1]
+        model = fit_baseline(name, X_train, params)
+        metrics = score_test(model)
+        del model
+    elif X_valid.nnz and grid:
         leader: dict = {}
         params, table = _search(name, X_train, X_valid, grid, metric, item_popularity,
                                 on_best=lambda model, p: leader.update(metrics=score_test(model)))
@@ -191,13 +227,15 @@ def run_baseline(
 
 
 def run_baselines(names, X_train, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress,
-                  metric: str = "ndcg@10"):
-    """Metric rows, params, validation tables and skip reasons of each baseline."""
+                  metric: str = "ndcg@10", chosen: dict[str, tuple[dict, pd.DataFrame]] | None = None):
+    """Metric rows, params, validation tables and skip reasons of each baseline.
+
+    ``chosen``: ``{name: (params, table)}`` already chosen on this split's validation rows."""
     rows, params, tables, skipped = [], {}, {}, {}
     for name in names:
         res = run_baseline(name, X_train, X_valid, X_test, ks=protocol.ks, cold_items=cold,
                            item_popularity=popularity, metric=metric,
-                           ease_max_items=ease_max_items, progress=progress)
+                           ease_max_items=ease_max_items, progress=progress, chosen=(chosen or {}).get(name))
         params[name] = res.params
         if len(res.tuning):
             tables[name] = res.tuning

@@ -100,13 +100,16 @@ def offline_evaluation(
     popularity, cold, recipe_params, cold_tables = data.popularity, data.cold, data.recipe_params, data.cold_tables
     history = (X_train + X_valid).tocsr()  # what the user is known to have consumed at test time
 
-    # Baselines first: the hybrid's EASE reuses the ridge λ that validation chose for EASE.
+    fingerprint = selection_fingerprint(data, protocol, config)
+    stored = selection is not None and selection.fingerprint == fingerprint
+    # Baselines first: the hybrid's EASE reuses the ridge λ that validation chose for EASE (a stored
+    # selection of this very split has chosen it already: fitted once, not the grid again).
     b_rows, b_params, b_tables, skipped = run_baselines(
-        baselines, X_train, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress, TUNING_METRIC
+        baselines, X_train, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress, TUNING_METRIC,
+        chosen=selection.baselines if stored else None,
     )
     laps("baselines")
-    fingerprint = selection_fingerprint(data, protocol, config)
-    if selection is not None and selection.fingerprint == fingerprint:
+    if stored:
         model, cold_rows = apply_selection(data, protocol, selection, "hybrid" in models, progress, laps)
         selection_source = "stored hybrid_selection (chosen on this split's validation rows)"
     else:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from reclm_dagster import store
-from reclm_dagster.evaluation.baselines import BASELINES, EASE_MAX_ITEMS, run_baselines
+from reclm_dagster.evaluation.baselines import BASELINES, EASE_MAX_ITEMS, choose_on_validation
 from reclm_dagster.evaluation.cold_users import cold_user_evaluation
 from reclm_dagster.evaluation.holdout import EvaluationProtocol, SplitData, prepare_split
 from reclm_dagster.evaluation.tuning import HALF_LIFE_GRID, TUNING_METRIC, attach_reranker, fit_tuned_hybrid, validation_ndcg
@@ -56,6 +56,9 @@ class HybridSelection:
     fingerprint: str = ""  # split + tables + encoder + base setting it was chosen on
     protocol: dict = field(default_factory=dict)  # SELECTION_KNOBS as chosen under
     encoder_version: str = ""
+    # Baselines whose setting the choice needed, chosen on the same validation rows:
+    # {name: (params, validation table)} (EASE: its λ is the hybrid's); the evaluation fits them once.
+    baselines: dict[str, tuple[dict, pd.DataFrame]] = field(default_factory=dict)
 
     @property
     def chosen_by(self) -> str:
@@ -86,10 +89,11 @@ def selection_fingerprint(data: SplitData, protocol: EvaluationProtocol, base: H
 
 
 def select_on_split(data: SplitData, protocol: EvaluationProtocol, config: HybridConfig, ease_params: dict,
-                    cold_users: bool = True, progress: bool = False, laps: Callable[[str], None] = lambda _: None):
+                    cold_users: bool = True, progress: bool = False, laps: Callable[[str], None] = lambda _: None,
+                    report_cold_users: bool = True):
     """``(model, selection, cold-user metric rows)``: the hybrid fitted on train with the setting
     validation prefers. The cold-user rows are test-cold-user metrics of the same call (reported by
-    the evaluation; the choice was made before they were scored)."""
+    the evaluation; the choice was made before they were scored; ``report_cold_users=False``: none)."""
     if config.cf_model == "ease" and "l2" in ease_params:  # the hybrid's EASE reuses the λ validation chose for EASE
         config = replace(config, ease_l2=float(ease_params["l2"]))
     tuned = protocol.tune_weights and data.X_valid.nnz > 0
@@ -115,7 +119,8 @@ def select_on_split(data: SplitData, protocol: EvaluationProtocol, config: Hybri
         cold_result = cold_user_evaluation(data.cold_tables, config, config.ease_l2, protocol.cold_user_protocol(),
                                            interactions=data.train, description_mask=data.mask, progress=progress,
                                            half_lives=HALF_LIFE_GRID if tuned else None,
-                                           choose_half_life=choose_half_life if tuned else None)
+                                           choose_half_life=choose_half_life if tuned else None,
+                                           report=report_cold_users)
         cold_rows, cold_tuning = list(cold_result.metrics.itertuples(index=False, name=None)), cold_result.tuning
         if half_life_scores:
             cold_tuning = cold_tuning.assign(main_valid_ndcg_at_10=cold_tuning["short_history_half_life"].map(
@@ -143,15 +148,16 @@ def select_hybrid(tables: DatasetTables, protocol: EvaluationProtocol, config: H
     """The production choice (the ``hybrid_selection`` asset): ``select_on_split`` on the protocol's split of
     ``tables``, exactly as ``offline_evaluation`` would choose — EASE's λ from the EASE baseline's validation grid."""
     data = prepare_split(tables, protocol, dataset, encoder_recipe)
-    ease_params = {}
-    if config.cf_model == "ease" and "ease" in BASELINES:
-        _, b_params, _, _ = run_baselines(("ease",), data.X_train, data.X_valid, data.X_test, protocol, data.popularity,
-                                           data.cold, ease_max_items, progress, TUNING_METRIC)
-        ease_params = b_params.get("ease", {})
-    model, selection, _ = select_on_split(data, protocol, config, ease_params, progress=progress)
+    baselines = {}
+    if config.cf_model == "ease" and "ease" in BASELINES:  # validation only: test is never scored here
+        baselines["ease"] = choose_on_validation("ease", data.X_train, data.X_valid, data.popularity, TUNING_METRIC,
+                                                 ease_max_items)
+    model, selection, _ = select_on_split(data, protocol, config, baselines.get("ease", ({}, None))[0],
+                                          progress=progress, report_cold_users=False)
     del model
     gc.collect()
     selection.fingerprint = selection_fingerprint(data, protocol, config)
+    selection.baselines = baselines
     return selection
 
 
@@ -188,6 +194,8 @@ def selection_tables(selection: HybridSelection) -> dict[str, pd.DataFrame]:
             "protocol": [json.dumps(selection.protocol, sort_keys=True)], "encoder_version": [selection.encoder_version],
             "reranker_report": [json.dumps(selection.reranker_report)],
             "cold_user_tuning": [cold_tuning.to_json(orient="records") if len(cold_tuning) else "[]"],
+            "baselines": [json.dumps({name: {"params": params, "tuning": table.to_dict(orient="records")}
+                                      for name, (params, table) in selection.baselines.items()})],
         }),
         # The learned re-ranker, only when validation preferred it to the plain fusion.
         RERANKER_TABLE: pd.DataFrame({"model": [text] if (text := stored_reranker_text(selection)) else []}, dtype=object),
@@ -219,4 +227,6 @@ def read_selection(con, schema: str) -> HybridSelection | None:
         tuning=tuning, cold_user_tuning=pd.DataFrame(json.loads(row["cold_user_tuning"])),
         reranker_report=json.loads(row["reranker_report"]), tuned=row["chosen_by"] == "validation",
         fingerprint=str(row["fingerprint"]), protocol=json.loads(row["protocol"]), encoder_version=str(row["encoder_version"]),
+        baselines={name: (b["params"], pd.DataFrame(b["tuning"]))
+                   for name, b in json.loads(row.get("baselines", None) or "{}").items()},
     )

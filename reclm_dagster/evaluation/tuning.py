@@ -8,6 +8,7 @@ on validation users it neither trained nor early-stopped on.
 
 from __future__ import annotations
 
+import copy
 import gc
 import itertools
 from dataclasses import replace
@@ -18,6 +19,7 @@ import scipy.sparse as sp
 
 from reclm_dagster.evaluation.metrics import metrics_from_hits
 from reclm_dagster.evaluation.protocol import evaluate, relevant_matrix
+from reclm_dagster.models.fusion import zscore_rows
 from reclm_dagster.models.ranking import topk
 from reclm_dagster.models.reranker import LearnedReranker, NotEnoughRerankerData, RerankerConfig, split_validation_users
 from reclm_dagster.training import fit_hybrid
@@ -55,26 +57,57 @@ def validation_signals(model, X_train, X_valid, batch_size: int = 512):
     return users, {name: np.concatenate(parts) for name, parts in signals.items()}
 
 
+class ValidationFusion:
+    """The validation users' signals, z-scored once: each fusion setting only re-weights them.
+
+    ``fuse`` z-scores every signal per user row; the z-scores do not depend on the weights, so
+    a grid of settings shares them (the same float32 arrays ``fuse`` would compute, so every
+    setting scores exactly as ``model.fuse`` on the raw signals would).
+    """
+
+    def __init__(self, model, X_train, X_valid, block: int = 512):
+        self.users, signals = validation_signals(model, X_train, X_valid)
+        for name, S in signals.items():  # in place, a block of rows at a time: no second full copy
+            for start in range(0, len(S), block):
+                S[start : start + block] = zscore_rows(S[start : start + block])
+        self.z = signals
+        self.lengths = model.history_length(self.users, X_train)
+        self.position = np.full(X_train.shape[0], -1)
+        self.position[self.users] = np.arange(len(self.users))
+        self.X_train, self.X_valid = X_train, X_valid
+
+    def _rows(self, user_rows: np.ndarray):
+        p = self.position[user_rows]
+        if len(p) and p[-1] - p[0] + 1 == len(p) and np.all(np.diff(p) == 1):
+            return slice(int(p[0]), int(p[-1]) + 1)  # evaluate walks the users in order: a view, no copy
+        return p
+
+    def ndcg(self, model, config, popularity, k: int) -> dict:
+        """``evaluate`` on validation of ``model`` fused with ``config`` (no re-ranker)."""
+        saved, model.config = model.config, config
+        try:
+            return evaluate(lambda r: model.fuse({n: Z[self._rows(r)] for n, Z in self.z.items()},
+                                                 self.lengths[self._rows(r)], zscored=True),
+                            train_X=self.X_train, test_X=self.X_valid, exclude_X=self.X_train, ks=(k,),
+                            item_popularity=popularity, cold_items=popularity <= 2)
+        finally:
+            model.config = saved
+
+
 def tune_fusion_weights(model, X_train, X_valid, popularity, grid=WEIGHT_GRID, kg_grid=KG_WEIGHT_GRID) -> tuple[dict[str, float], pd.DataFrame]:
     """Grid-search the hybrid's fusion weights on the validation split (never on test).
 
     First text × lexical with kg off, then the knowledge-graph weight on top of the best of
     those: the table shows exactly what the KG signal adds on validation. Signals are scored
-    once per validation user; each setting only re-fuses them.
+    and z-scored once per validation user; each setting only re-fuses them.
     """
-    users, signals = validation_signals(model, X_train, X_valid)
-    lengths = model.history_length(users, X_train)
-    position = np.full(X_train.shape[0], -1)
-    position[users] = np.arange(len(users))
+    fusion = ValidationFusion(model, X_train, X_valid)
     base = dict(model.config.weights)
     k = int(TUNING_METRIC.split("@")[1])
     rows = []
 
     def trial(weights):
-        model.config = replace(model.config, weights=weights)
-        result = evaluate(lambda r: model.fuse({n: S[position[r]] for n, S in signals.items()}, lengths[position[r]]),
-                          train_X=X_train, test_X=X_valid, exclude_X=X_train, ks=(k,), item_popularity=popularity,
-                          cold_items=popularity <= 2)
+        result = fusion.ndcg(model, replace(model.config, weights=weights), popularity, k)
         rows.append({**weights, TUNING_METRIC: float(result[TUNING_METRIC]),
                      "cold_recall@10": float(result.get("cold", {}).get("recall@10", float("nan")))})
 
@@ -82,7 +115,7 @@ def tune_fusion_weights(model, X_train, X_valid, popularity, grid=WEIGHT_GRID, k
         trial({**base, "cf": 1.0, "kg": 0.0, "cold": 0.0, **dict(zip(grid, values))})
     stage1 = pd.DataFrame(rows)
     best = stage1.loc[stage1[TUNING_METRIC].idxmax()]
-    if "kg" in signals:
+    if "kg" in fusion.z:
         for w in kg_grid:
             trial({**{n: float(best[n]) for n in ("cf", *grid)}, "kg": w, "cold": 0.0})
         # then the cold-item boost on top of the setting chosen so far
@@ -90,7 +123,6 @@ def tune_fusion_weights(model, X_train, X_valid, popularity, grid=WEIGHT_GRID, k
         best = so_far.loc[choose_setting(so_far)]
         for w in COLD_BOOST_GRID:
             trial({**{n: float(best[n]) for n in ("cf", *grid, "kg")}, "cold": w})
-    model.config = replace(model.config, weights=base)
     table = pd.DataFrame(rows).fillna({"cold": 0.0})
     best = table.loc[choose_setting(table)]
     return {name: float(best[name]) for name in ("cf", *grid, "kg", "cold") if name in best}, table
@@ -98,19 +130,9 @@ def tune_fusion_weights(model, X_train, X_valid, popularity, grid=WEIGHT_GRID, k
 
 def validation_ndcg(model, X_train, X_valid, popularity, configs) -> list[float]:
     """Validation NDCG@10 of the fused hybrid (no re-ranker) under each config; signals scored once."""
-    users, signals = validation_signals(model, X_train, X_valid)
-    lengths = model.history_length(users, X_train)
-    position = np.full(X_train.shape[0], -1)
-    position[users] = np.arange(len(users))
+    fusion = ValidationFusion(model, X_train, X_valid)
     k = int(TUNING_METRIC.split("@")[1])
-    saved, out = model.config, []
-    for config in configs:
-        model.config = config
-        result = evaluate(lambda r: model.fuse({n: S[position[r]] for n, S in signals.items()}, lengths[position[r]]),
-                          train_X=X_train, test_X=X_valid, exclude_X=X_train, ks=(k,), item_popularity=popularity)
-        out.append(float(result[TUNING_METRIC]))
-    model.config = saved
-    return out
+    return [float(fusion.ndcg(model, config, popularity, k)[TUNING_METRIC]) for config in configs]
 
 
 def choose_setting(table: pd.DataFrame, tolerance: float = COLD_TIE_TOLERANCE) -> int:
@@ -193,9 +215,17 @@ def fit_tuned_hybrid(tables, train, mask, config, X_valid, popularity, tune=True
         return model, config, pd.DataFrame()
     grid = SIDE_WEIGHT_GRID if config.cf_model == "ease" else (config.side_weight,)
     best, tables_ = None, []
+    first, matrix = fit_hybrid(tables, train, description_mask=mask, config=replace(config, side_weight=grid[0]))
+    skeleton = copy.copy(first)  # text, BM25 and KG do not depend on g: each other g refits the CF alone
+    skeleton.cf_ = None
     for g in grid:
         candidate = replace(config, side_weight=g)
-        model, matrix = fit_hybrid(tables, train, description_mask=mask, config=candidate)
+        if g == grid[0]:
+            model, first = first, None
+        else:
+            model = copy.copy(skeleton)
+            model.config = candidate
+            model.refit_cf(matrix.X, model.item_vectors_)
         weights, table = tune_fusion_weights(model, matrix.X, X_valid, popularity)
         table.insert(0, "side_weight", g)
         tables_.append(table)

@@ -177,16 +177,8 @@ class HybridRecommender:
     ) -> "HybridRecommender":
         """``side``: item × feature matrix (rows aligned with X's columns), named by ``side_names``:
         side information for EASE and the entities of the ``kg`` signal."""
-        cfg = self.config
-        if cfg.cf_model == "ease":
-            dense = reduced_rows(item_vectors, cfg.dense_dims) if cfg.dense_weight > 0 else None
-            # dense EASE where its n_items² arrays fit, else the sparse restricted EASE (same λ, g)
-            self.cf_ = cf_for_catalogue(X.shape[1], ease_l2=cfg.ease_l2, side_weight=cfg.side_weight,
-                                        dense_weight=cfg.dense_weight).fit(X, side=side, dense=dense)
-        elif cfg.cf_model == "itemknn":
-            self.cf_ = ItemKNN(k_neighbors=cfg.k_neighbors).fit(X)
-        else:
-            raise ValueError(f"unknown cf_model {cfg.cf_model!r} (use 'itemknn' or 'ease')")
+        self.side_ = side  # the weighted item features: refit_cf reuses them for another g or λ
+        self.refit_cf(X, item_vectors)
         self.popularity_ = Popularity().fit(X)
         counts = np.log1p(np.asarray((X > 0).sum(axis=0), dtype=np.float64).ravel())
         spread = counts.std()
@@ -200,12 +192,29 @@ class HybridRecommender:
         self._fit_kg(side, side_names)
         return self
 
+    def refit_cf(self, X: sp.csr_matrix, item_vectors: np.ndarray | None) -> "HybridRecommender":
+        """(Re)fit the CF signal alone from the config's λ, g and the stored side features; the
+        dense side rows come from ``item_vectors`` (None: none). Text, BM25 and KG stay as fitted,
+        so a grid over g or an ablation with other vectors pays for the CF fit only."""
+        cfg = self.config
+        if cfg.cf_model == "ease":
+            use_dense = item_vectors is not None and cfg.dense_weight > 0
+            dense = reduced_rows(item_vectors, cfg.dense_dims) if use_dense else None
+            # dense EASE where its n_items² arrays fit, else the sparse restricted EASE (same λ, g)
+            self.cf_ = cf_for_catalogue(X.shape[1], ease_l2=cfg.ease_l2, side_weight=cfg.side_weight,
+                                        dense_weight=cfg.dense_weight if use_dense else 0.0).fit(X, side=self.side_, dense=dense)
+        elif cfg.cf_model == "itemknn":
+            self.cf_ = ItemKNN(k_neighbors=cfg.k_neighbors).fit(X)
+        else:
+            raise ValueError(f"unknown cf_model {cfg.cf_model!r} (use 'itemknn' or 'ease')")
+        return self
+
     def _fit_kg(self, side, side_names) -> None:
         """The ``kg`` signal: idf-weighted cosine of user and item entity profiles (kg/signals.py)."""
         if side is None or side_names is None or side.shape[1] == 0:
             self.kg_ = None
             return
-        E = sp.csr_matrix(side, dtype=np.float32)
+        E = sp.csr_matrix(side, dtype=np.float32, copy=True)  # a copy: side_ keeps its weights for refit_cf
         E.data[:] = 1.0
         idf = entity_idf(E)
         self.kg_ = {"E": E, "idf": idf, "items": item_entity_profiles(E, idf).T.tocsr(),
@@ -247,18 +256,21 @@ class HybridRecommender:
         user_rows = np.asarray(user_rows)
         return {name: s.score(self, user_rows, X) for name, s in SIGNAL_REGISTRY.items() if name in signals}
 
-    def fuse(self, signals: dict[str, np.ndarray], history_length: np.ndarray | None = None) -> np.ndarray:
-        """Weighted per-user z-scores, plus popularity for short histories (``history_length`` per row)."""
+    def fuse(self, signals: dict[str, np.ndarray], history_length: np.ndarray | None = None,
+             zscored: bool = False) -> np.ndarray:
+        """Weighted per-user z-scores, plus popularity for short histories (``history_length`` per row).
+
+        ``zscored``: the signals are already ``zscore_rows`` of the raw ones (a tuning grid z-scores once)."""
         weights = {k: w for k, w in self.config.weights.items() if k in signals and w != 0 and k != COLD_BOOST}
         if weights:
-            fused = linear_fusion({k: signals[k] for k in weights}, weights, norm="zscore") + self.tie_break_
+            fused = linear_fusion({k: signals[k] for k in weights}, weights, norm=None if zscored else "zscore") + self.tie_break_
         else:
             fused = np.zeros_like(next(iter(signals.values()))) + self.tie_break_
         boost = self.config.weights.get(COLD_BOOST, 0.0)
         if boost and all(k in signals for k in COLD_BOOST_SIGNALS):
             # Items CF barely knows (≤ COLD_MAX_TRAIN interactions) get an extra push from the
             # signals that reach them (words and KG); warm items are left exactly as they were.
-            evidence = sum(zscore_rows(signals[k]) for k in COLD_BOOST_SIGNALS) / len(COLD_BOOST_SIGNALS)
+            evidence = sum(signals[k] if zscored else zscore_rows(signals[k]) for k in COLD_BOOST_SIGNALS) / len(COLD_BOOST_SIGNALS)
             fused = fused + boost * np.where(self.cold_items_[None, :], np.maximum(evidence, 0.0), 0.0)
         p = self.config.short_history_popularity
         if p and history_length is not None:

@@ -28,12 +28,13 @@ import pytest
 from canary_layouts import LAYOUTS, Content, synthetic
 from reclm_dagster.datasets import load_dataset
 from reclm_dagster.encoders.lexical_encoder import LexicalEncoder
-from reclm_dagster.evaluation import ablation, cold_users, holdout, offline, queries, tuning
+from reclm_dagster.evaluation import ablation, cold_users, holdout, offline, queries, selection, tuning
 from reclm_dagster.evaluation.cold_users import REVEAL, cold_user_split
 from reclm_dagster.evaluation.offline import EvaluationProtocol, split_for
 from reclm_dagster import training
 from reclm_dagster.kg.build import user_tag_facts
 from reclm_dagster.models.hybrid import HybridConfig
+from reclm_dagster.models.large_catalogue import ENV_DENSE_MAX_ITEMS
 from reclm_dagster.training import DatasetTables, fit_hybrid
 
 MAIN, COLD = "zzmainzz", "zzcoldzz"
@@ -90,11 +91,13 @@ def leaks(words: set[str], canary: str) -> list[str]:
     return sorted(w for w in words if canary in w)
 
 
-def run_evaluation(tables, monkeypatch, trained=None):
+def run_evaluation(tables, monkeypatch, trained=None, stored_selection: bool = False):
     """The whole offline evaluation with every fit recorded as ``(role, model, train, mask)``.
 
     ``trained`` (a list) receives the pairs ``hybrid@finetuned``'s encoder is trained on; the
     training itself is replaced by the lexical encoder (the pairs are what could leak).
+    ``stored_selection``: choose first as the ``hybrid_selection`` asset does (``select_hybrid``),
+    then evaluate with that stored choice, so the main fit is the one ``apply_selection`` makes.
     """
     fits = []
     trained = [] if trained is None else trained
@@ -116,6 +119,7 @@ def run_evaluation(tables, monkeypatch, trained=None):
     for module in (cold_users, training):  # the cold-user fit, wherever it imports fit_hybrid from
         if hasattr(module, "fit_hybrid"):
             monkeypatch.setattr(module, "fit_hybrid", spy("cold", fit_hybrid))
+    monkeypatch.setattr(selection, "fit_hybrid", spy("main", selection.fit_hybrid))  # the refit with a stored choice
     real_swap = ablation.with_text_from
 
     def swap_spy(model, tables_, users, items):  # the ablations' text side (another encoder)
@@ -125,8 +129,13 @@ def run_evaluation(tables, monkeypatch, trained=None):
 
     monkeypatch.setattr(ablation, "with_text_from", swap_spy)
     # tags merged by embedding (side_information.merge_similar): the merge reads only allowed words too
-    result = offline.offline_evaluation(tables, PROTOCOL, HybridConfig(tag_merge_threshold=0.9), baselines=("pop",),
-                                        finetune_base="")
+    config = HybridConfig(tag_merge_threshold=0.9)
+    stored = None
+    if stored_selection:
+        stored = selection.select_hybrid(tables, PROTOCOL, config)  # its fits are searched too
+    result = offline.offline_evaluation(tables, PROTOCOL, config, baselines=("pop",), finetune_base="",
+                                        selection=stored)
+    assert stored is None or result.selection_source.startswith("stored"), result.selection_source
     return result, fits
 
 
@@ -170,12 +179,12 @@ def query_findings(tables, monkeypatch) -> list[str]:
     return []
 
 
-def canary_findings(layout: str, tmp_path, monkeypatch) -> list[str]:
+def canary_findings(layout: str, tmp_path, monkeypatch, stored_selection: bool = False) -> list[str]:
     """Everything the canary finds for one layout (empty when nothing leaks)."""
     content, tables, held, cold_hidden, raw = planted(tmp_path, layout)
     assert sum(MAIN in t for t in tables.descriptions["text"]) == len(held) > 0 and cold_hidden
     trained = []
-    result, fits = run_evaluation(tables, monkeypatch, trained)
+    result, fits = run_evaluation(tables, monkeypatch, trained, stored_selection)
     assert {role for role, *_ in fits} == {"main", "cold", "ablation"}, "the evaluation's fits were not all seen"
     # The re-ranker's features come from the main model's user profiles, checked below.
     assert "reranker" in result.params["hybrid"]
@@ -202,6 +211,28 @@ def canary_findings(layout: str, tmp_path, monkeypatch) -> list[str]:
 @pytest.mark.parametrize("layout", [name for name, (_, _, words) in LAYOUTS.items() if words])
 def test_no_held_out_word_reaches_any_fit(layout, tmp_path, monkeypatch):
     assert canary_findings(layout, tmp_path, monkeypatch) == []
+
+
+def test_no_held_out_word_reaches_the_stored_selection_or_its_refit(tmp_path, monkeypatch):
+    """The ``hybrid_selection`` asset's choice, then the evaluation's refit with it (``apply_selection``)."""
+    assert canary_findings("lastfm", tmp_path, monkeypatch, stored_selection=True) == []
+
+
+def test_no_held_out_word_reaches_the_large_catalogue_cf(tmp_path, monkeypatch):
+    """Above the dense cap every fit (main, cold users, ablations) uses the sparse restricted EASE."""
+    monkeypatch.setenv(ENV_DENSE_MAX_ITEMS, "1")
+    assert canary_findings("folder", tmp_path, monkeypatch) == []
+    content, tables, *_ = planted(tmp_path / "again", "folder")
+    _, fits = run_evaluation(tables, monkeypatch)
+    assert {type(model.cf_).__name__ for _, model, *_ in fits} == {"SparseItemCF"}
+
+
+def test_canary_fails_when_the_stored_selection_reads_every_word(tmp_path, monkeypatch):
+    real = selection.fit_hybrid
+    monkeypatch.setattr(selection, "fit_hybrid", lambda tables_, train, description_mask=None, config=None:
+                        real(tables_, train, description_mask=None, config=config))
+    found = canary_findings("lastfm", tmp_path, monkeypatch, stored_selection=True)
+    assert any(f.startswith("main fit") and MAIN in f for f in found)
 
 
 def test_layout_without_words_has_nothing_to_leak(tmp_path):

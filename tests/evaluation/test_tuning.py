@@ -144,3 +144,59 @@ def test_too_little_reranker_data_is_reported_not_silent():
 
     few = attach_reranker(model, X_train, sp.csr_matrix(valid[:5]), np.full(n_items, 10))
     assert few == {"skipped": "only 5 validation users (< 20)"}
+
+
+@pytest.mark.parametrize("weights", [{"cf": 1.0, "text": 0.25, "lexical": 0.1, "kg": 0.0, "cold": 0.0},
+                                     {"cf": 1.0, "text": 0.5, "lexical": 0.0, "kg": 0.25, "cold": 1.0}])
+def test_fusion_on_signals_z_scored_once_scores_exactly_as_fusing_the_raw_signals(weights):
+    """The tuning grid z-scores each validation signal once; every setting must rank as ``fuse`` would."""
+    from dataclasses import replace
+
+    from test_eval_offline import synthetic_tables
+    from reclm_dagster.evaluation.offline import EvaluationProtocol
+    from reclm_dagster.evaluation.holdout import prepare_split
+    from reclm_dagster.evaluation.tuning import ValidationFusion, validation_signals
+    from reclm_dagster.models.hybrid import HybridConfig
+    from reclm_dagster.training import fit_hybrid
+
+    data = prepare_split(synthetic_tables(n_users=60), EvaluationProtocol(valid_fraction=0.2, test_fraction=0.2, seed=1), "t")
+    model, _ = fit_hybrid(data.tables, data.train, data.mask, HybridConfig(short_history_popularity=2.0))
+    config = replace(model.config, weights=weights)
+    users, raw = validation_signals(model, data.X_train, data.X_valid)
+    lengths = model.history_length(users, data.X_train)
+    fusion = ValidationFusion(model, data.X_train, data.X_valid, block=7)  # blocks smaller than the batch
+    model.config = config
+    for rows in (np.arange(len(users)), np.array([3, 1, 8])):  # a contiguous run (a view) and a gather
+        expected = model.fuse({n: S[rows] for n, S in raw.items()}, lengths[rows])
+        z_rows = fusion._rows(users[rows])
+        got = model.fuse({n: Z[z_rows] for n, Z in fusion.z.items()}, fusion.lengths[z_rows], zscored=True)
+        np.testing.assert_array_equal(got, expected)
+    direct = evaluate(lambda r: model.fuse({n: S[np.searchsorted(users, r)] for n, S in raw.items()},
+                                           lengths[np.searchsorted(users, r)]),
+                      data.X_train, data.X_valid, data.X_train, ks=(10,), item_popularity=data.popularity)
+    assert fusion.ndcg(model, config, data.popularity, 10)["ndcg@10"] == direct["ndcg@10"]
+
+
+def test_a_cf_refit_for_another_side_weight_equals_a_fresh_fit_at_it():
+    """fit_tuned_hybrid fits text, BM25 and KG once and refits only the CF for each g."""
+    import copy
+    from dataclasses import replace
+
+    from test_eval_offline import synthetic_tables
+    from reclm_dagster.evaluation.offline import EvaluationProtocol
+    from reclm_dagster.evaluation.holdout import prepare_split
+    from reclm_dagster.models.hybrid import HybridConfig
+    from reclm_dagster.training import fit_hybrid
+
+    data = prepare_split(synthetic_tables(n_users=60), EvaluationProtocol(valid_fraction=0.2, test_fraction=0.2, seed=1), "t")
+    at_half, matrix = fit_hybrid(data.tables, data.train, data.mask, HybridConfig(side_weight=0.5))
+    fresh, _ = fit_hybrid(data.tables, data.train, data.mask, HybridConfig(side_weight=2.0))
+    refit = copy.copy(at_half)
+    refit.config = replace(at_half.config, side_weight=2.0)
+    refit.refit_cf(matrix.X, refit.item_vectors_)
+    assert not np.allclose(at_half.cf_.B_, fresh.cf_.B_)  # g matters here, so the comparison can fail
+    np.testing.assert_array_equal(refit.cf_.B_, fresh.cf_.B_)
+    users = np.arange(matrix.X.shape[0])
+    for name, S in fresh.score_signals(users, matrix.X).items():
+        np.testing.assert_array_equal(refit.score_signals(users, matrix.X)[name], S, err_msg=name)
+    assert at_half.cf_.side_weight == 0.5  # the copy's refit left the original alone
