@@ -42,6 +42,10 @@ class Baseline:
     make: Callable[..., object]  # make(**params) -> unfitted model with fit(X) / score(rows, X)
     grid: dict[str, tuple]  # values tried on validation
     defaults: dict[str, object]  # used as-is without a validation split; grid values override
+    # "grid": every setting; "line": one ordered parameter, walked from its default towards the
+    # better neighbour while validation improves — the grid's choice whenever validation is
+    # unimodal along it (EASE's λ: each fit is an n_items² inversion, 2-3 are spared).
+    search: str = "grid"
 
 
 REGISTRY: dict[str, Baseline] = {
@@ -57,10 +61,11 @@ REGISTRY: dict[str, Baseline] = {
         {"beta": (0.0, 0.2, 0.35, 0.5)},
         {"alpha": 1.0, "beta": 0.5, "k_neighbors": 100},
     ),
-    "ease": Baseline(lambda l2: EASE(l2=float(l2)), {"l2": (50.0, 100.0, 200.0, 500.0, 1000.0)}, {"l2": 200.0}),
+    "ease": Baseline(lambda l2: EASE(l2=float(l2)), {"l2": (50.0, 100.0, 200.0, 500.0, 1000.0)}, {"l2": 200.0}, "line"),
     # 'ease' above the dense cap: each item's EASE solved on its 100 strongest co-consumed items,
     # never an n_items² array (0.98-1.00 of dense EASE's NDCG@10: benchmarks/large_catalogue.py)
-    "ease_sparse": Baseline(lambda l2: SparseItemCF(SparseCFConfig(l2=float(l2))), {"l2": (50.0, 100.0, 200.0, 500.0)}, {"l2": 200.0}),
+    "ease_sparse": Baseline(lambda l2: SparseItemCF(SparseCFConfig(l2=float(l2))), {"l2": (50.0, 100.0, 200.0, 500.0)},
+                            {"l2": 200.0}, "line"),
 }
 BASELINES = tuple(n for n in REGISTRY if n != "ease_sparse")  # reported as 'ease'
 
@@ -99,27 +104,66 @@ def _metric_k(metric: str) -> int:
         raise ValueError(f"tuning metric must look like 'ndcg@10', got {metric!r}") from None
 
 
+def line_order(values: tuple, start: int, value_of: Callable[[int], float]) -> list[int]:
+    """Indices of an ordered grid visited by a line search from ``start``: a step to the better
+    neighbour (left first: ties go to the earlier setting, as in the grid), then on in that
+    direction while validation strictly improves. ``value_of(i)`` fits and scores setting i."""
+    seen = {start: value_of(start)}
+    best = start
+    for step in (-1, 1):
+        i = best + step
+        if 0 <= i < len(values):
+            seen[i] = value_of(i)
+            if seen[i] > seen[best]:
+                best = i
+                while 0 <= (i := i + step) < len(values):
+                    seen[i] = value_of(i)
+                    if not seen[i] > seen[best]:
+                        break
+                    best = i
+                break
+    return list(seen)
+
+
 def _search(name, X_train, X_valid, grid, metric, item_popularity, on_best=None):
-    """Fit each candidate on train, score validation; call ``on_best(model, params)`` on each new leader."""
+    """Fit each candidate on train, score validation; call ``on_best(model, params)`` on each new leader.
+
+    The registry's ``search`` says which candidates: all (``grid``), or a line search along a
+    single ordered parameter (``line``, see ``line_order``) when ``grid`` is the registry's."""
     k = _metric_k(metric)
+    b = REGISTRY[name]
+    grid = b.grid if grid is None else grid
     rows, best, best_value = [], None, -np.inf
-    for params in candidates(name, grid):
+    settings = candidates(name, grid)
+
+    def value_of(i: int) -> float:
+        nonlocal best, best_value
+        params = settings[i]
         start = time.perf_counter()
         model = fit_baseline(name, X_train, params)
         fit_s = time.perf_counter() - start
         res = evaluate(lambda r, m=model: m.score(r, X_train), X_train, X_valid, X_train, ks=(k,),
                        item_popularity=item_popularity)
         value = float(res[metric])
-        rows.append({**params, metric: value, "fit_s": round(fit_s, 2)})
-        if value > best_value:  # strict: the first setting wins ties
-            best, best_value = params, value
+        rows.append({**params, metric: value, "fit_s": round(fit_s, 2), "_i": i})
+        if value > best_value or (value == best_value and best is not None and i < settings.index(best)):
+            best, best_value = params, value  # the earliest setting wins ties, whatever the visiting order
             if on_best is not None:
                 on_best(model, params)
         del model  # an EASE candidate is an n_items² array: freed (refcount) before the next fit
-    table = pd.DataFrame(rows)
+        return value if np.isfinite(value) else -np.inf
+
+    (param, values), = grid.items() if len(grid) == 1 else ((None, ()),)
+    if b.search == "line" and param is not None and grid == b.grid:
+        start = values.index(b.defaults[param]) if b.defaults.get(param) in values else len(values) // 2
+        line_order(values, start, value_of)
+    else:
+        for i in range(len(settings)):
+            value_of(i)
+    table = pd.DataFrame(rows).sort_values("_i", kind="stable").drop(columns="_i").reset_index(drop=True)
     if best is None:  # every candidate scored NaN (no validation user): fall back to the first
-        best = candidates(name, grid)[0]
-    table["chosen"] = [all(r[p] == v for p, v in best.items()) for r in rows]
+        best = settings[0]
+    table["chosen"] = [all(r[p] == v for p, v in best.items()) for r in table.to_dict("records")]
     return dict(best), table
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,7 +98,8 @@ def test_real_baselines_tuned_on_validation_and_defaults_without_it():
     assert list(res.wide().index) == ["pop", "itemknn", "rp3beta", "ease"]
     assert set(res.baseline_tuning) == {"itemknn", "rp3beta", "ease"}  # pop has nothing to tune
     for name, table in res.baseline_tuning.items():
-        assert len(table) == len(bl.candidates(name))
+        # a grid tries every setting; EASE's line search along λ at least the default and both neighbours
+        assert len(table) == len(bl.candidates(name)) if REGISTRY[name].search == "grid" else 3 <= len(table)
         assert table["chosen"].sum() == 1
         chosen = table[table["chosen"]].iloc[0]
         assert chosen["ndcg@10"] == table["ndcg@10"].max()
@@ -142,3 +145,32 @@ def test_temporal_needs_timestamps_and_unknown_methods_fail():
         EvaluationProtocol(method="leave-one-out")
     with pytest.raises(KeyError):
         run_baseline("nope", TRAIN, VALID, TEST)
+
+
+@pytest.mark.parametrize("curve, visited, chosen", [
+    ([1, 2, 3, 2, 1], [2, 1, 3], 2),  # the default is the peak: its two neighbours only
+    ([1, 3, 2, 1, 0], [2, 1, 0], 1),  # better to the left: on until it stops improving
+    ([0, 1, 2, 3, 4], [2, 1, 3, 4], 4),  # better to the right, up to the grid's end
+    ([5, 4, 3, 2, 1], [2, 1, 0], 0),
+    ([1, 2, 2, 2, 1], [2, 1, 3], 1),  # a plateau: no strict gain, no step; the earliest of the ties wins
+])
+def test_the_line_search_finds_the_grids_choice_on_a_unimodal_curve(curve, visited, chosen):
+    values = tuple(range(len(curve)))
+    order = bl.line_order(values, 2, lambda i: float(curve[i]))
+    assert order == visited
+    assert max(order, key=lambda i: (curve[i], -i)) == chosen == int(np.argmax(curve))
+
+
+def test_eases_lambda_search_reports_the_visited_settings_and_the_grids_winner(monkeypatch):
+    """EASE's λ is searched along its grid; the chosen λ is the best of all it visited, and with
+    every setting forced (a grid search) the same λ wins on this split."""
+    df = synthetic_interactions()
+    protocol = EvaluationProtocol(valid_fraction=0.2, test_fraction=0.2, seed=1)
+    line = evaluate_baselines(df, protocol, baselines=("ease",))
+    table = line.baseline_tuning["ease"]
+    assert list(table["l2"]) == sorted(table["l2"]) and table["chosen"].sum() == 1
+    assert table.loc[table["chosen"], "ndcg@10"].item() == table["ndcg@10"].max()
+    monkeypatch.setitem(REGISTRY, "ease", dataclasses.replace(REGISTRY["ease"], search="grid"))
+    grid = evaluate_baselines(df, protocol, baselines=("ease",))
+    assert len(grid.baseline_tuning["ease"]) == len(bl.candidates("ease")) >= len(table)
+    assert grid.params["ease"] == line.params["ease"]
