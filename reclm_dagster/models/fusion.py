@@ -22,6 +22,14 @@ def zscore_rows(S: np.ndarray, min_std: float = 0.0, dtype=np.float32) -> np.nda
     rows whose std is at most ``min_std`` (constant rows) become 0; non-finite entries -inf."""
     S = np.asarray(S, dtype=np.float64)
     m = _finite_mask(S)
+    if m.all():  # the common case (raw signals): the same arithmetic without the masking copies
+        mean = S.sum(axis=1, keepdims=True) / max(S.shape[1], 1)
+        D = S - mean
+        std = np.sqrt((D * D).sum(axis=1, keepdims=True) / max(S.shape[1], 1))
+        flat = std <= min_std
+        D /= np.where(flat, 1.0, std)
+        D[np.broadcast_to(flat, D.shape)] = 0.0
+        return D.astype(dtype)
     cnt = np.maximum(m.sum(axis=1, keepdims=True), 1)
     Z = np.where(m, S, 0.0)
     mean = Z.sum(axis=1, keepdims=True) / cnt

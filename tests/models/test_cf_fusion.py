@@ -25,6 +25,18 @@ def test_zscore_and_minmax_hand_computed_with_excluded():
     assert not np.isnan(minmax_rows(np.full((1, 3), NEG))).any()
 
 
+def test_zscore_of_all_finite_rows_hand_computed_and_equal_to_the_masked_path():
+    S = np.array([[1.0, 2.0, 3.0], [4.0, 4.0, 4.0]])
+    Z = zscore_rows(S)  # all finite: the unmasked path
+    np.testing.assert_allclose(Z[0], np.array([-1, 0, 1]) / np.sqrt(2 / 3), rtol=1e-6)
+    np.testing.assert_array_equal(Z[1], 0.0)
+    np.testing.assert_array_equal(zscore_rows(S, min_std=0.9)[0], 0.0)  # std 0.816 <= 0.9: flat
+    rng = np.random.default_rng(0)
+    R = rng.normal(2, 3, (6, 50))
+    with_excluded = np.hstack([R, np.full((6, 1), NEG)])  # forces the masked path, same finite values
+    np.testing.assert_array_equal(zscore_rows(R), zscore_rows(with_excluded)[:, :50])
+
+
 def test_linear_fusion_weights_and_exclusion():
     a = np.array([[0.0, 1.0, 2.0]])
     b = np.array([[10.0, 30.0, 20.0]])
