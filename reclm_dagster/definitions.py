@@ -2,13 +2,13 @@
 
 import dagster as dg
 
-from reclm_dagster.defs import encoder, evaluation, ingest, kg, recommendations, selection, similarity, text
+from reclm_dagster.defs import encoder, evaluation, ingest, kg, query, recommendations, selection, similarity, text
 from reclm_dagster.defs.jobs import full_pipeline_job
 from reclm_dagster.defs.resources import deployment_executor, reclm_resources
 from reclm_dagster.defs.schedules import daily_refresh_schedule
 from reclm_dagster.defs.sensors import inbox_sensor
 
-_modules = [ingest, text, similarity, kg, recommendations, selection, evaluation, encoder]
+_modules = [ingest, text, similarity, kg, recommendations, selection, evaluation, encoder, query]
 
 
 def build_definitions(deployment: str | None = None) -> dg.Definitions:

@@ -200,13 +200,23 @@ class QueryIndex:
 
     @classmethod
     def load(cls, dataset: str, encoder, user_ids: list[str] | None = None) -> "QueryIndex":
-        """``user_ids``: whose stored candidates to read (None: everyone's)."""
+        """``user_ids``: whose stored candidates to read (None: everyone's). The items' side comes
+        from the stored ``query_items`` (the ``query_index`` asset) when it was built from the raw
+        tables, setting and encoder now stored; otherwise it is built here, as the asset would."""
         cfg = settings.load_config()
         con, schema = open_store(dataset)
         try:
-            tables = DatasetTables.load(con, schema)
-            facts = store.read_df(con, schema, "recommendations", "DISTINCT item_id, facts")
             config = chosen_hybrid_config(con, schema, cfg)
+            stored = read_query_items(con, schema, query_items_fingerprint(con, schema, encoder.version, config))
+            if stored is not None:
+                tables = DatasetTables(items=store.read_df(con, schema, "items"),
+                                       interactions=store.read_df(con, schema, "interactions", "user_id, item_id"),
+                                       descriptions=store.read_df(con, schema, "descriptions", "DISTINCT user_id"),
+                                       item_vectors=stored[0], item_tokens=stored[1], description_vectors=np.zeros((0, 0)),
+                                       description_tokens=[], encoder_version=encoder.version)
+            else:
+                tables = DatasetTables.load(con, schema)
+            facts = store.read_df(con, schema, "recommendations", "DISTINCT item_id, facts")
             entities = store.read_df(con, schema, "kg_entities")
             item_entities = con.execute(
                 f"""SELECT head, tail FROM "{schema}".kg_triples WHERE head LIKE 'item:%' AND tail NOT LIKE 'item:%'""").df()
@@ -220,8 +230,10 @@ class QueryIndex:
                 f"dataset '{dataset}' was embedded with {tables.encoder_version}, not {encoder.version}: "
                 f"pass the same --encoder, or re-run `reclm run --dataset {dataset} --encoder ...`"
             )
-        # Items as the hybrid sees them: catalogue text plus what users said about them.
-        item_vectors, item_tokens = item_text_index(tables, tables.items["item_id"].astype(str).to_numpy(), config)
+        if stored is not None:
+            item_vectors, item_tokens = stored
+        else:  # items as the hybrid sees them: catalogue text plus what users said about them
+            item_vectors, item_tokens = item_text_index(tables, tables.items["item_id"].astype(str).to_numpy(), config)
         return cls(dataset, encoder, tables, cfg, entities, item_entities, dict(zip(facts["item_id"].astype(str), facts["facts"])),
                    candidates, QueryScorer.fit(item_vectors, item_tokens), stale)
 
@@ -289,6 +301,41 @@ class QueryIndex:
                 }
             )
         return _rows(pd.DataFrame(rows)) if rows else []
+
+
+QUERY_ITEMS_TABLE = "query_items"
+
+
+def query_items_fingerprint(con, schema: str, encoder_version: str, config) -> str:
+    """What the items' request side depends on: the raw tables, the encoder and the said-share."""
+    return f"{store.tables_fingerprint(con, schema)}|{encoder_version}|said_share={config.said_share!r}"
+
+
+def query_items_table(tables: DatasetTables, config, fingerprint: str):
+    """The items as a request sees them (vector and tokens), stored so a request reads instead of rebuilding."""
+    import pyarrow as pa
+
+    ids = tables.items["item_id"].astype(str).to_numpy()
+    vectors, tokens = item_text_index(tables, ids, config)
+    table = store.embeddings_table(ids, ["item"] * len(ids), vectors, tables.encoder_version)
+    table = table.append_column("tokens", pa.array([list(map(str, t)) for t in tokens], type=pa.list_(pa.string())))
+    return table.append_column("fingerprint", pa.array([fingerprint] * len(ids), type=pa.string()))
+
+
+def read_query_items(con, schema: str, fingerprint: str):
+    """``(item vectors, item tokens)`` aligned to the items, or None when absent or built from other data."""
+    if not store.table_exists(con, schema, QUERY_ITEMS_TABLE):
+        return None
+    stored = con.execute(f'SELECT any_value(fingerprint), count(*) FROM "{schema}"."{QUERY_ITEMS_TABLE}"').fetchone()
+    if stored[0] != fingerprint:
+        return None
+    ids, vectors = store.read_embeddings(con, schema, "item", name=QUERY_ITEMS_TABLE)
+    tokens = store.read_df(con, schema, QUERY_ITEMS_TABLE, "id, tokens").set_index("id")["tokens"]
+    items = store.read_df(con, schema, "items", "item_id")["item_id"].astype(str)
+    pos = pd.Index(ids).get_indexer(items)
+    if (pos < 0).any():
+        return None
+    return vectors[pos], [list(t) for t in tokens.reindex(items).to_numpy()]
 
 
 def recommend_for_query(dataset: str, query: str, k: int, encoder, user_id: str | None = None) -> list[dict]:
