@@ -14,7 +14,8 @@ distributed deployment's Parquet files (``ParquetDuckDBResource``). Every write 
 
 An input loads the upstream table as a DataFrame (an Arrow table when annotated ``pa.Table``).
 ``AssetIn(metadata={"columns": [...]})`` reads only those columns (the dagster-duckdb
-convention); ``{"tables": [...]}`` loads an asset stored as several tables as a dict of them.
+convention); ``{"tables": [...]}`` loads an asset stored as several tables as a dict of them;
+``{"missing_ok": True}`` leaves out tables not stored (None for a single one) instead of failing.
 """
 
 # No `from __future__ import annotations`: Dagster reads the resource dependency's annotation as a type.
@@ -82,11 +83,13 @@ class ReclmIOManager(dg.ConfigurableIOManager):
         arrow = context.dagster_type.typing_type is pa.Table
         with self.duckdb.get_connection() as con:
             missing = [n for n in names if not store.table_exists(con, schema, n)]
-            if missing:
+            if wanted.get("missing_ok"):  # e.g. no stored selection yet: the asset falls back on its own
+                names = [n for n in names if n not in missing]
+            elif missing:
                 raise dg.Failure(f"table {schema}.{missing[0]} is not stored: materialize "
                                  f"{context.asset_key.to_user_string()} for dataset {context.asset_partition_key} first")
             sql_columns = ", ".join(f'"{c}"' for c in columns) if columns else "*"
             loaded = {n: (con.sql(f'SELECT {sql_columns} FROM "{schema}"."{n}"').to_arrow_table() if arrow
                           else store.read_df(con, schema, n, sql_columns)) for n in names}
         context.log.debug(f"loaded {json.dumps({n: _rows(v) for n, v in loaded.items()})} from {schema}")
-        return loaded if "tables" in wanted else loaded[names[0]]
+        return loaded if "tables" in wanted else loaded.get(names[0]) if names else None

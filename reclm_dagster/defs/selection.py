@@ -25,10 +25,11 @@ from reclm_dagster.training import DatasetTables, check_loader_version, hybrid_c
 
 # The tables the model fits read, as arguments of the assets that fit (DatasetTables.from_frames);
 # of text_tokens only what the fits use (its token ids stay in the store).
-TABLE_INPUTS = ["items", "interactions", "descriptions", "catalogue_facts", "text_tokens", "text_embeddings"]
 TABLE_INS = {"text_tokens": dg.AssetIn(metadata={"columns": ["source", "id", "tokens"]})}
-# hybrid_selection is stored as these tables; the assets downstream load them as a dict.
-SELECTION_IN = dg.AssetIn("hybrid_selection", metadata={"tables": list(SELECTION_TABLES)})
+# hybrid_selection is stored as these tables; the assets downstream load them as a dict, possibly
+# empty: `reclm eval` on a dataset never run selects on its own split, the lists use the config.
+SELECTION_IN = dg.AssetIn("hybrid_selection", metadata={"tables": list(SELECTION_TABLES), "missing_ok": True})
+
 
 class SelectionConfig(dg.Config):
     """Overrides of the split the choice is made on (assets/config/default.yaml's evaluation section; None = keep)."""

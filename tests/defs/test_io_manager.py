@@ -69,6 +69,16 @@ def test_a_dict_is_several_tables_in_one_write_and_loads_back_as_one(storage, in
     assert loaded[store.LISTS_INFO_TABLE]["run_id"].tolist() == ["r1"] and loaded["recommendations"].equals(lists)
 
 
+def test_missing_ok_leaves_out_what_is_not_stored(storage, instance):
+    """hybrid_selection's tables before any selection: `reclm eval` on a fresh dataset selects on its own split."""
+    from reclm_dagster.defs.selection import SELECTION_IN
+
+    manager = ReclmIOManager(duckdb=storage)
+    assert manager.load_input(in_ctx(instance, "hybrid_selection", "io_a", SELECTION_IN.metadata)) == {}
+    manager.handle_output(out_ctx(instance, "hybrid_selection", "io_a"), {"hybrid_chosen": pd.DataFrame({"json": ["{}"]})})
+    assert set(manager.load_input(in_ctx(instance, "hybrid_selection", "io_a", SELECTION_IN.metadata))) == {"hybrid_chosen"}
+
+
 def test_arrow_tables_round_trip_as_arrow(storage, instance):
     manager = ReclmIOManager(duckdb=storage)
     table = store.embeddings_table(["a", "b"], ["item", "item"], [[1.0, 0.0], [0.0, 1.0]], "enc@1")
