@@ -12,6 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 
 def replace_tables(con: duckdb.DuckDBPyConnection, schema: str, tables: Mapping[str, pd.DataFrame | pa.Table]) -> dict[str, int]:
@@ -94,6 +95,13 @@ def read_embeddings(con: duckdb.DuckDBPyConnection, schema: str, source: str, na
         f'SELECT id, embedding FROM "{schema}"."{name}" WHERE source = $source{order}',
         params={"source": source},
     ).to_arrow_table()
+    return embedding_matrix(table)
+
+
+def embedding_matrix(table: pa.Table, source: str | None = None) -> tuple[list[str], np.ndarray]:
+    """Ids and an (n, dim) float32 matrix from an embeddings table (rows of ``source`` only, if given)."""
+    if source is not None:
+        table = table.filter(pa.compute.equal(table.column("source"), source))
     ids = table.column("id").to_pylist()
     col = table.column("embedding").combine_chunks()
     if len(ids) == 0:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from reclm_dagster import store
 from reclm_dagster.datasets import INGEST_INFO_TABLE, LOADER_VERSION
@@ -36,6 +37,12 @@ def stored_loader_version(con: duckdb.DuckDBPyConnection, schema: str) -> int | 
     return int(store.read_df(con, schema, INGEST_INFO_TABLE)["loader_version"].iloc[0])
 
 
+def check_loader_version(con: duckdb.DuckDBPyConnection, schema: str) -> None:
+    if stored_loader_version(con, schema) != LOADER_VERSION:
+        raise RuntimeError(f"the raw tables in {schema} were stored by an older reclm (users' tags as facts, "
+                           f"which no evaluation could mask): rebuild them with `reclm run`")
+
+
 @dataclass
 class DatasetTables:
     items: pd.DataFrame
@@ -51,23 +58,28 @@ class DatasetTables:
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection, schema: str) -> "DatasetTables":
-        if stored_loader_version(con, schema) != LOADER_VERSION:
-            raise RuntimeError(f"the raw tables in {schema} were stored by an older reclm (users' tags as facts, "
-                               f"which no evaluation could mask): rebuild them with `reclm run`")
-        items = store.read_df(con, schema, "items")
-        interactions = store.read_df(con, schema, "interactions")
-        descriptions = store.read_df(con, schema, "descriptions")
-        facts = store.read_df(con, schema, "catalogue_facts")
-        item_ids, item_vecs = store.read_embeddings(con, schema, "item")
-        desc_ids, desc_vecs = store.read_embeddings(con, schema, "description")
-        version = con.execute(f'SELECT any_value(encoder_version) FROM "{schema}".text_embeddings').fetchone()[0]
-        tokens = store.read_df(con, schema, "text_tokens", "source, id, tokens")
+        check_loader_version(con, schema)
+        embeddings = con.sql(f'SELECT * FROM "{schema}".text_embeddings').to_arrow_table()
+        return cls.from_frames(
+            items=store.read_df(con, schema, "items"), interactions=store.read_df(con, schema, "interactions"),
+            descriptions=store.read_df(con, schema, "descriptions"), facts=store.read_df(con, schema, "catalogue_facts"),
+            tokens=store.read_df(con, schema, "text_tokens", "source, id, tokens"), embeddings=embeddings, where=schema)
+
+    @classmethod
+    def from_frames(cls, items: pd.DataFrame, interactions: pd.DataFrame, descriptions: pd.DataFrame, facts: pd.DataFrame,
+                    tokens: pd.DataFrame, embeddings: pa.Table, where: str = "the tables") -> "DatasetTables":
+        """The tables as the assets receive them from the IO manager (``tokens``: source, id, tokens;
+        ``embeddings``: the text_embeddings table), aligned to items and descriptions."""
+        item_ids, item_vecs = store.embedding_matrix(embeddings, "item")
+        desc_ids, desc_vecs = store.embedding_matrix(embeddings, "description")
+        versions = embeddings.column("encoder_version")
+        version = next((v for v in versions.to_pylist() if v), None) if len(versions) else None
         item_tok = tokens[tokens["source"] == "item"].set_index("id")["tokens"]
         desc_tok = tokens[tokens["source"] == "description"].set_index("id")["tokens"]
         item_pos = pd.Index(item_ids).get_indexer(items["item_id"].astype(str))
         desc_pos = pd.Index(desc_ids).get_indexer(descriptions["description_id"].astype(str))
         if (item_pos < 0).any() or (desc_pos < 0).any():
-            raise RuntimeError(f"embeddings in {schema} are stale: re-materialize text_tokens and text_embeddings")
+            raise RuntimeError(f"embeddings in {where} are stale: re-materialize text_tokens and text_embeddings")
         dim = item_vecs.shape[1] if item_vecs.size else (desc_vecs.shape[1] if desc_vecs.size else 0)
         return cls(
             items=items,
@@ -193,13 +205,19 @@ RERANKER_TABLE = "hybrid_reranker"
 
 def chosen_hybrid_config(con: duckdb.DuckDBPyConnection, schema: str, cfg: dict) -> HybridConfig:
     """The configured hybrid with what hybrid_selection chose on validation (g, λ, weights…), if stored."""
+    stored = {t: store.read_df(con, schema, t) for t in (CHOSEN_TABLE, "fusion_weights") if store.table_exists(con, schema, t)}
+    return chosen_config_from(stored, cfg)
+
+
+def chosen_config_from(tables: dict[str, pd.DataFrame], cfg: dict) -> HybridConfig:
+    """``chosen_hybrid_config`` from hybrid_selection's tables as loaded (``{table name: frame}``)."""
     config = hybrid_config(cfg)
-    if store.table_exists(con, schema, CHOSEN_TABLE):
-        chosen = json.loads(store.read_df(con, schema, CHOSEN_TABLE)["json"].iloc[0])
+    if len(tables.get(CHOSEN_TABLE, ())):
+        chosen = json.loads(tables[CHOSEN_TABLE]["json"].iloc[0])
         known = {f.name for f in fields(HybridConfig)}
         config = replace(config, **{k: v for k, v in chosen.items() if k in known})
-    elif store.table_exists(con, schema, "fusion_weights"):
-        chosen = store.read_df(con, schema, "fusion_weights")
+    elif "fusion_weights" in tables:
+        chosen = tables["fusion_weights"]
         config = replace(config, weights=dict(zip(chosen["signal"], chosen["weight"].astype(float))))
     return config
 
@@ -208,7 +226,11 @@ def stored_reranker(con: duckdb.DuckDBPyConnection, schema: str) -> str | None:
     """The re-ranker validation kept (LightGBM model text), or None."""
     if not store.table_exists(con, schema, RERANKER_TABLE):
         return None
-    stored = store.read_df(con, schema, RERANKER_TABLE)
+    return reranker_from({RERANKER_TABLE: store.read_df(con, schema, RERANKER_TABLE)})
+
+
+def reranker_from(tables: dict[str, pd.DataFrame]) -> str | None:
+    stored = tables.get(RERANKER_TABLE, pd.DataFrame())
     return str(stored["model"].iloc[0]) if len(stored) else None
 
 

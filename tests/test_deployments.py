@@ -42,6 +42,9 @@ def test_the_readme_example_builds_the_distributed_definitions(monkeypatch, tmp_
     with dg.build_resources({"duckdb": duck, "mlflow": mlflow}) as r:
         assert isinstance(r.duckdb, ParquetDuckDBResource) and r.duckdb.root == env["RECLM_STORAGE_ROOT"]
         assert isinstance(r.mlflow, MLflowResource) and r.mlflow.tracking_uri == env["RECLM_MLFLOW_TRACKING_URI"]
+    # asset values move between steps (and Dask workers) through the same Parquet storage
+    with dg.build_resources({"io_manager": resources["io_manager"]}) as r:
+        assert isinstance(r.io_manager.duckdb, ParquetDuckDBResource) and r.io_manager.duckdb.root == env["RECLM_STORAGE_ROOT"]
     assert settings.mlflow_tracking_uri() == env["RECLM_MLFLOW_TRACKING_URI"]
 
 

@@ -49,15 +49,17 @@ STEP_SECONDS, STEP_PEAK_RSS, STEP_RSS_BEFORE = "step_seconds", "step_peak_rss_mb
 
 
 def _with_profile(result, start: float, rss_before: float):
-    if not isinstance(result, dg.MaterializeResult):
+    if not isinstance(result, dg.MaterializeResult | dg.Output):
         return result
     profile = {STEP_SECONDS: round(time.perf_counter() - start, 2), STEP_PEAK_RSS: round(peak_rss_mb(), 1),
                STEP_RSS_BEFORE: round(rss_before, 1)}
+    if isinstance(result, dg.Output):  # a value for the IO manager: keep it, add to its metadata
+        return result.with_metadata({**(result.metadata or {}), **profile})
     return result._replace(metadata={**(result.metadata or {}), **profile})
 
 
 def profiled(fn):
-    """Add the step's seconds and the process's peak RSS (MiB) to every MaterializeResult an asset
+    """Add the step's seconds and the process's peak RSS (MiB) to every Output or MaterializeResult an asset
     returns or yields (issue 13.1; peak RSS is monotonic, so the step where it jumps allocated).
     `benchmarks/pipeline.py` reads them back into a per-step table."""
     if inspect.isgeneratorfunction(fn):

@@ -10,14 +10,17 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
 from reclm_dagster import settings, store
 from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of, profiled
 from reclm_dagster.defs.resources import EncoderResource, MLflowResource
-from reclm_dagster.defs.selection import TABLE_INPUTS, SelectionConfig, finetune_inputs, load_with_encoder, protocol_for
+from reclm_dagster.defs.selection import (
+    SELECTION_IN, TABLE_INS, SelectionConfig, dataset_tables, finetune_inputs, protocol_for, with_encoder,
+)
 from reclm_dagster.evaluation.offline import EvaluationProtocol, EvaluationResult, offline_evaluation
-from reclm_dagster.evaluation.selection import read_selection
+from reclm_dagster.evaluation.selection import selection_from_tables
 from reclm_dagster.evaluation.plots import plot_metrics_at_k, plot_popularity_bias
 from reclm_dagster.evaluation.report import (
     COLD_USER_BASELINES, COLD_USER_METRICS, COLD_USER_PREFIX, ONBOARDING_BASELINES, ONBOARDING_PREFIX, cold_user_entries,
@@ -67,7 +70,7 @@ class EvaluationConfig(SelectionConfig):
 @dg.asset(
     group_name="evaluation",
     partitions_def=dataset_partitions,
-    deps=["hybrid_selection", *TABLE_INPUTS],
+    ins={**TABLE_INS, "hybrid_selection": SELECTION_IN},
     description="NDCG, Recall, Precision, … at K of the hybrid and of each signal alone, on a held-out per-user split with "
                 "full ranking; the hybrid runs with hybrid_selection's choice when it was made on this split.",
 )
@@ -75,18 +78,25 @@ class EvaluationConfig(SelectionConfig):
 def evaluation(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,
-    duckdb: DuckDBResource,
+    items: pd.DataFrame,
+    interactions: pd.DataFrame,
+    descriptions: pd.DataFrame,
+    catalogue_facts: pd.DataFrame,
+    text_tokens: pd.DataFrame,
+    text_embeddings: pa.Table,
+    hybrid_selection: dict[str, pd.DataFrame],
+    duckdb: DuckDBResource,  # the encoder choice and the raw tables' loader version
     mlflow: MLflowResource,
     encoder: EncoderResource,
-) -> dg.MaterializeResult:
+) -> dg.Output:
     dataset = context.partition_key
     schema = schema_of(context)
     cfg = settings.load_config()
     protocol = protocol_for(config)
     hybrid = hybrid_config(cfg)
-    tables, enc = load_with_encoder(duckdb, encoder, schema, dataset)
-    with duckdb.get_connection() as con:
-        stored = read_selection(con, schema)
+    tables = dataset_tables(items, interactions, descriptions, catalogue_facts, text_tokens, text_embeddings)
+    enc = with_encoder(duckdb, encoder, schema, dataset, tables)
+    stored = selection_from_tables(hybrid_selection)
     start = time.perf_counter()
     base, recipe = finetune_inputs(enc, dataset, protocol)
     if recipe is not None:
@@ -98,17 +108,12 @@ def evaluation(
     context.log.info(f"hybrid setting: {result.selection_source}")
     evaluated_with = result.encoder_version or tables.encoder_version
     metrics = result.metrics.assign(dataset=dataset, encoder_version=evaluated_with, dagster_run_id=run_id_of(context))
-    with duckdb.get_connection() as con:
-        store.replace_tables(
-            con,
-            schema,
-            {
-                "evaluation_metrics": metrics,
-                "evaluation_split": result.split,
-                # The whole report as JSON: what `reclm eval --json` prints.
-                "evaluation_report": pd.DataFrame({"json": [json.dumps(eval_json(dataset, protocol, result), ensure_ascii=False)]}),
-            },
-        )
+    stored_tables = {  # stored by the IO manager in one transaction, once MLflow has the runs
+        "evaluation_metrics": metrics,
+        "evaluation_split": result.split,
+        # The whole report as JSON: what `reclm eval --json` prints.
+        "evaluation_report": pd.DataFrame({"json": [json.dumps(eval_json(dataset, protocol, result), ensure_ascii=False)]}),
+    }
 
     wide = result.wide("all")
     tuned = result.hybrid_config or replace(hybrid, weights=result.weights)
@@ -136,7 +141,7 @@ def evaluation(
     }
     if "hybrid" in wide.index:
         meta.update({f"hybrid_{k.replace('@', '_at_')}": float(wide.loc["hybrid", k]) for k in HEADLINE if k in wide.columns})
-    return dg.MaterializeResult(metadata=meta)
+    return dg.Output(stored_tables, metadata=meta)
 
 
 def stage_metrics(stages: pd.DataFrame) -> dict[str, float]:

@@ -1,15 +1,19 @@
 """Step 1 — raw descriptions: the dataset source named by the partition, in reclm's schema."""
 
 
+import warnings
+
 import dagster as dg
+import pandas as pd
 from dagster_duckdb import DuckDBResource
+from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
+from dagster_pandas.constraints import ColumnDTypeInSetConstraint
 
 from reclm_dagster import checks, settings, store
-import pandas as pd
-
 from reclm_dagster.datasets import INGEST_INFO_TABLE, LOADER_VERSION, DatasetError, load_dataset
 from reclm_dagster.datasets.schema import COLUMNS
 from reclm_dagster.defs.common import dataset_partitions, run_id_of, schema_of, table_meta, profiled
+from reclm_dagster.defs.io_manager import WRITTEN_BY_ASSET
 from reclm_dagster.inbox import replay_processed
 
 RAW_TABLES = {
@@ -35,9 +39,42 @@ def column_schema(table: str) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(col, _SHOWN_TYPE[typ]) for col, typ in COLUMNS[SCHEMA_KIND[table]].items()])
 
 
+# The pandas dtypes each family may arrive as (the loader's frames, or the same read back from DuckDB).
+_PANDAS_DTYPES = {"str": {"object", "string", "str"}, "str?": {"object", "string", "str"}, "float": {"float64"},
+                  "float?": {"float64"}, "ts": {"Int64", "int64"}, "int": {"int64", "Int64"}}
+
+
+def frame_type(table: str) -> dg.DagsterType:
+    """The raw table's frame as a dagster-pandas type: every schema column present with its dtype family
+    (extra columns, e.g. a catalogue's price, are kept). Checked on the loader's frames before anything
+    is stored, and by Dagster on the asset's output; a violation names the table, column and dtype."""
+    return create_dagster_pandas_dataframe_type(
+        name=f"{table}_frame",
+        description=f"The {table} table of reclm's schema (datasets/schema.py).",
+        columns=[PandasColumn(col, constraints=[ColumnDTypeInSetConstraint(_PANDAS_DTYPES[typ])])
+                 for col, typ in COLUMNS[SCHEMA_KIND[table]].items()],
+    )
+
+
+with warnings.catch_warnings():  # dagster-pandas 0.29 labels its column types beta; they are what we need
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    FRAME_TYPES = {table: frame_type(table) for table in RAW_TABLES}
+
+
+def check_frames(frames: dict[str, pd.DataFrame]) -> None:
+    """Raise a one-line ``dg.Failure`` for the first frame whose columns or dtypes are not the schema's."""
+    for table, frame in frames.items():
+        result = dg.check_dagster_type(FRAME_TYPES[table], frame)
+        if not result.success:
+            raise dg.Failure(f"{table} does not match reclm's schema: {' '.join(str(result.description).split())}")
+
+
+# The six tables and the inbox replay are committed by the asset itself, in one transaction
+# (WRITTEN_BY_ASSET: the IO manager records their metadata and loads them for the assets downstream).
 @dg.multi_asset(
-    specs=[dg.AssetSpec(name, description=desc, group_name="ingest", metadata={"dagster/column_schema": column_schema(name)})
-           for name, desc in RAW_TABLES.items()],
+    outs={name: dg.AssetOut(description=desc, group_name="ingest", dagster_type=FRAME_TYPES[name],
+                            metadata={"dagster/column_schema": column_schema(name), WRITTEN_BY_ASSET: True})
+          for name, desc in RAW_TABLES.items()},
     partitions_def=dataset_partitions,
 )
 @profiled
@@ -59,6 +96,7 @@ def raw_dataset(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
     info = pd.DataFrame({"loader_version": [LOADER_VERSION], "dataset": [name], "run_id": [run_id_of(context)],
                          "ingested_at": [pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)],
                          "fingerprint": pd.Series([None], dtype="string")})
+    check_frames(frames)  # a loader returning a wrong column or dtype stops here, before anything is stored
     with duckdb.get_connection() as con:
         if store.table_exists(con, schema_of(context), INGEST_INFO_TABLE):
             owner = store.read_df(con, schema_of(context), INGEST_INFO_TABLE)
@@ -80,7 +118,7 @@ def raw_dataset(context: dg.AssetExecutionContext, duckdb: DuckDBResource):
         context.log.warning(f"{len(dataset.quarantine)} rows quarantined in {name}; see table quarantine")
     context.log.info(", ".join(f"{k}={len(v)}" for k, v in frames.items()))
     for key, frame in frames.items():
-        yield dg.MaterializeResult(asset_key=key, metadata=table_meta(frame, dataset=name, inbox_files_replayed=len(replayed)))
+        yield dg.Output(frame, output_name=key, metadata=table_meta(frame, dataset=name, inbox_files_replayed=len(replayed)))
 
 
 @dg.asset_check(asset="interactions", partitions_def=dataset_partitions, blocking=True,

@@ -63,25 +63,29 @@ def lists_info(con, schema: str, run_id: str) -> pd.DataFrame:
     })
 
 
+# The resource is kept for ingest_info (the raw tables' fingerprint the lists record), not an asset.
 @dg.asset(
     group_name="recommendations",
     partitions_def=dataset_partitions,
-    deps=["user_item_scores", "kg_entities", "kg_triples", "kg_mentions", "text_tokens", "interactions", "descriptions", "items"],
+    ins={
+        "interactions": dg.AssetIn(metadata={"columns": ["user_id", "item_id", "weight"]}),
+        "descriptions": dg.AssetIn(metadata={"columns": ["description_id", "user_id", "item_id", "kind", "text"]}),
+        "text_tokens": dg.AssetIn(metadata={"columns": ["source", "id", "tokens"]}),
+        "items": dg.AssetIn(metadata={"columns": ["item_id", "title", "domain"]}),
+        "kg_mentions": dg.AssetIn(metadata={"columns": ["user_id", "entity_id", "surface", "kind"]}),
+    },
     description="Per user, the top items with per-signal scores, knowledge-graph facts and a one-line explanation built from edges that exist.",
 )
 @profiled
-def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def recommendations(context: dg.AssetExecutionContext, user_item_scores: pd.DataFrame, interactions: pd.DataFrame,
+                    descriptions: pd.DataFrame, text_tokens: pd.DataFrame, items: pd.DataFrame, kg_entities: pd.DataFrame,
+                    kg_triples: pd.DataFrame, kg_mentions: pd.DataFrame, duckdb: DuckDBResource) -> dg.Output:
     schema = schema_of(context)
     length = int(settings.load_config().get("list_length", 20))
+    recs = user_item_scores[user_item_scores["rank"] <= length].reset_index(drop=True)
+    tokens, mentions = text_tokens, kg_mentions
+    kg = KnowledgeGraph(entities=kg_entities, triples=kg_triples)
     with duckdb.get_connection() as con:
-        recs = store.read_df(con, schema, "user_item_scores", where=f"rank <= {length}")
-        interactions = store.read_df(con, schema, "interactions", "user_id, item_id, weight")
-        descriptions = store.read_df(con, schema, "descriptions", "description_id, user_id, item_id, kind, text")
-        tokens = store.read_df(con, schema, "text_tokens", "source, id, tokens")
-        items = store.read_df(con, schema, "items", "item_id, title, domain")
-        kg = store.read_knowledge_graph(con, schema)
-        mentions = (store.read_df(con, schema, "kg_mentions", "user_id, entity_id, surface, kind")
-                    if store.table_exists(con, schema, "kg_mentions") else None)
         built_from = lists_info(con, schema, run_id_of(context))
     titles = dict(zip(items["item_id"].astype(str), items["title"].astype(str)))
     explained = explain_many(recs, interactions, kg, matched_terms_fn=matched_terms_fn(descriptions, tokens), titles=titles,
@@ -90,15 +94,15 @@ def recommendations(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
     table = explained.merge(items, on="item_id", how="left")
     table["facts"] = table["item_id"].map(facts).fillna("{}")
     table = table.sort_values(["user_id", "rank"]).reset_index(drop=True)
-    with duckdb.get_connection() as con:
-        store.replace_tables(con, schema, {"recommendations": table, store.LISTS_INFO_TABLE: built_from})
     kinds = table["explanation_kind"].value_counts(normalize=True).round(3).to_dict()
     # coverage counts only top-10 items whose stated path was verified edge by edge in the graph
     coverage = explanation_coverage(table, kg, k=10, interactions=interactions, mentions=mentions)
     # ...and how many cite something credible: a catalogue fact, a tag ≥ MIN_TAG_USERS people gave, the user's own words
     credible = credible_evidence(table, kg, 10, tag_user_counts(descriptions, mentions), mentions)
     shown = table[["user_id", "rank", "title", "score", "explanation"]]
-    return dg.MaterializeResult(
+    return dg.Output(
+        # the lists and what they were built from, in one transaction: a kill never leaves half of them
+        {"recommendations": table, store.LISTS_INFO_TABLE: built_from},
         metadata=table_meta(
             shown,
             n_users=int(table["user_id"].nunique()),

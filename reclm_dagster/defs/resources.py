@@ -143,16 +143,19 @@ def reclm_resources(deployment: str | None = None) -> dict[str, object]:
     both; only where tables and MLflow runs live differs."""
     deployment = deployment or settings.deployment()
     os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri())
+    from reclm_dagster.defs.io_manager import ReclmIOManager
+
     if deployment == settings.DISTRIBUTED:
-        return {
-            # EnvVar: read in each worker when the run starts there, shown as such in the UI
-            "duckdb": ParquetDuckDBResource(root=dg.EnvVar("RECLM_STORAGE_ROOT")),
-            "mlflow": MLflowResource(tracking_uri=dg.EnvVar("RECLM_MLFLOW_TRACKING_URI")),
-            "encoder": EncoderResource.configure_at_launch(),
-        }
+        # EnvVar: read in each worker when the run starts there, shown as such in the UI
+        storage: DuckDBResource = ParquetDuckDBResource(root=dg.EnvVar("RECLM_STORAGE_ROOT"))
+        mlflow = MLflowResource(tracking_uri=dg.EnvVar("RECLM_MLFLOW_TRACKING_URI"))
+    else:
+        storage, mlflow = duckdb_resource(), MLflowResource()
     return {
-        "duckdb": duckdb_resource(),
-        "mlflow": MLflowResource(),
+        "duckdb": storage,
+        # asset values move between steps through the same storage (tables per dataset)
+        "io_manager": ReclmIOManager(duckdb=storage),
+        "mlflow": mlflow,
         "encoder": EncoderResource.configure_at_launch(),
     }
 

@@ -12,17 +12,23 @@ import json
 from dataclasses import replace
 
 import dagster as dg
+import pandas as pd
+import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
-from reclm_dagster import settings, store
+from reclm_dagster import settings
 from reclm_dagster.defs.common import dataset_partitions, schema_of, profiled
 from reclm_dagster.defs.resources import EncoderResource
 from reclm_dagster.evaluation.holdout import EvaluationProtocol
-from reclm_dagster.evaluation.selection import select_hybrid, selection_tables
-from reclm_dagster.training import DatasetTables, hybrid_config
+from reclm_dagster.evaluation.selection import SELECTION_TABLES, select_hybrid, selection_tables
+from reclm_dagster.training import DatasetTables, check_loader_version, hybrid_config
 
-# What DatasetTables.load reads (text_tokens also records the dataset's encoder choice).
-TABLE_INPUTS = ["items", "interactions", "descriptions", "catalogue_facts", "text_tokens", "text_embeddings"]
+# The tables the model fits read, as arguments of the assets that fit (DatasetTables.from_frames);
+# of text_tokens only what the fits use (its token ids stay in the store).
+TABLE_INS = {"text_tokens": dg.AssetIn(metadata={"columns": ["source", "id", "tokens"]})}
+# hybrid_selection is stored as these tables; the assets downstream load them as a dict, possibly
+# empty: `reclm eval` on a dataset never run selects on its own split, the lists use the config.
+SELECTION_IN = dg.AssetIn("hybrid_selection", metadata={"tables": list(SELECTION_TABLES), "missing_ok": True})
 
 
 class SelectionConfig(dg.Config):
@@ -57,21 +63,26 @@ def finetune_inputs(enc, dataset: str, protocol: EvaluationProtocol) -> tuple[st
     return recipe.get("base_model") or "", recipe  # hybrid@finetuned starts from the same base, not these weights
 
 
-def load_with_encoder(duckdb: DuckDBResource, encoder: EncoderResource, schema: str, dataset: str):
-    """``(tables, encoder)``: the dataset's stored tables and the run's encoder, which must be the one they were embedded with."""
+def dataset_tables(items: pd.DataFrame, interactions: pd.DataFrame, descriptions: pd.DataFrame, catalogue_facts: pd.DataFrame,
+                   text_tokens: pd.DataFrame, text_embeddings: pa.Table) -> DatasetTables:
+    return DatasetTables.from_frames(items, interactions, descriptions, catalogue_facts, text_tokens, text_embeddings)
+
+
+def with_encoder(duckdb: DuckDBResource, encoder: EncoderResource, schema: str, dataset: str, tables: DatasetTables):
+    """The run's encoder, which must be the one ``tables`` were embedded with (and raw tables of this reclm)."""
     with duckdb.get_connection() as con:
-        tables = DatasetTables.load(con, schema)
+        check_loader_version(con, schema)
         enc = encoder.for_dataset(con, schema)
     if enc.version != tables.encoder_version:  # name and version are logged from one encoder, or not at all
         raise dg.Failure(f"{dataset} is embedded with {tables.encoder_version}, this run's encoder is {enc.version}: "
                          f"materialize text_embeddings with it first (`reclm eval --dataset {dataset} --encoder ...` does)")
-    return tables, enc
+    return enc
 
 
 @dg.asset(
     group_name="evaluation",
     partitions_def=dataset_partitions,
-    deps=TABLE_INPUTS,
+    ins=TABLE_INS,
     description="The hybrid's setting (side weight g, EASE λ, fusion weights, short-history prior) and its LightGBM "
                 "re-ranker, chosen on the validation split (never on test); the lists and the evaluation read it.",
 )
@@ -79,23 +90,28 @@ def load_with_encoder(duckdb: DuckDBResource, encoder: EncoderResource, schema: 
 def hybrid_selection(
     context: dg.AssetExecutionContext,
     config: SelectionConfig,
-    duckdb: DuckDBResource,
+    items: pd.DataFrame,
+    interactions: pd.DataFrame,
+    descriptions: pd.DataFrame,
+    catalogue_facts: pd.DataFrame,
+    text_tokens: pd.DataFrame,
+    text_embeddings: pa.Table,
+    duckdb: DuckDBResource,  # the encoder choice and the raw tables' loader version
     encoder: EncoderResource,
-) -> dg.MaterializeResult:
+) -> dg.Output:
     dataset, schema = context.partition_key, schema_of(context)
     protocol = protocol_for(config)
-    tables, enc = load_with_encoder(duckdb, encoder, schema, dataset)
+    tables = dataset_tables(items, interactions, descriptions, catalogue_facts, text_tokens, text_embeddings)
+    enc = with_encoder(duckdb, encoder, schema, dataset, tables)
     _, recipe = finetune_inputs(enc, dataset, protocol)
     if recipe is not None:
         context.log.warning(f"{tables.encoder_version} was fine-tuned on rows this split holds out: the choice is made "
                             "with its recipe, retrained on the split's train rows")
     selection = select_hybrid(tables, protocol, hybrid_config(settings.load_config()), dataset=dataset,
                               encoder_recipe=recipe, progress=True)
-    with duckdb.get_connection() as con:
-        store.replace_tables(con, schema, selection_tables(selection))
     chosen = selection.config
     context.log.info(f"hybrid selection on {dataset} ({selection.chosen_by}): {json.dumps(chosen.as_params())}")
-    return dg.MaterializeResult(metadata={
+    return dg.Output(selection_tables(selection), metadata={  # the four tables in one transaction
         "protocol": protocol.name(),
         "chosen_by": selection.chosen_by,
         "hybrid_setting": json.dumps(chosen.as_params()),

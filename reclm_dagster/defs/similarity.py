@@ -5,17 +5,18 @@
 import dagster as dg
 import numpy as np
 import pandas as pd
-from dagster_duckdb import DuckDBResource
+import pyarrow as pa
 from tqdm import tqdm
 
-from reclm_dagster import settings, store
-from reclm_dagster.defs.common import dataset_partitions, schema_of, table_meta, profiled
-from reclm_dagster.defs.selection import TABLE_INPUTS
+from reclm_dagster import settings
+from reclm_dagster.defs.common import dataset_partitions, table_meta, profiled
+from reclm_dagster.defs.evaluation import evaluation
+from reclm_dagster.defs.selection import SELECTION_IN, TABLE_INS, dataset_tables
 from reclm_dagster.models.fusion import linear_fusion
 from reclm_dagster.models.matrix import InteractionMatrix
 from reclm_dagster.models.neighbors import ItemKNN
 from reclm_dagster.models.ranking import topk
-from reclm_dagster.training import DatasetTables, attach_reranker, chosen_hybrid_config, fit_hybrid, stored_reranker
+from reclm_dagster.training import attach_reranker, chosen_config_from, fit_hybrid, reranker_from
 
 BATCH = 512
 
@@ -23,15 +24,16 @@ BATCH = 512
 @dg.asset(
     group_name="similarity",
     partitions_def=dataset_partitions,
-    deps=TABLE_INPUTS,
+    ins=TABLE_INS,
     description="Top-K neighbours of every item by text embedding, by co-consumption (item-item cosine) and fused.",
 )
 @profiled
-def item_similarity(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def item_similarity(context: dg.AssetExecutionContext, items: pd.DataFrame, interactions: pd.DataFrame,
+                    descriptions: pd.DataFrame, catalogue_facts: pd.DataFrame, text_tokens: pd.DataFrame,
+                    text_embeddings: pa.Table) -> dg.Output:
     cfg = settings.load_config()
     k = int(cfg.get("similar_items_k", 20))
-    with duckdb.get_connection() as con:
-        tables = DatasetTables.load(con, schema_of(context))
+    tables = dataset_tables(items, interactions, descriptions, catalogue_facts, text_tokens, text_embeddings)
     items = tables.items["item_id"].astype(str).to_numpy()
     matrix = InteractionMatrix(tables.interactions, users=tables.all_users(), items=items)
     # Item-item cosine on behaviour; items nobody consumed have only text neighbours.
@@ -61,28 +63,28 @@ def item_similarity(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -
             )
         )
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    with duckdb.get_connection() as con:
-        store.replace_tables(con, schema_of(context), {"item_similarity": table})
-    return dg.MaterializeResult(metadata=table_meta(table, neighbours_per_item=k, n_items=n))
+    return dg.Output(table, metadata=table_meta(table, neighbours_per_item=k, n_items=n))
 
 
 @dg.asset(
     group_name="similarity",
     partitions_def=dataset_partitions,
-    # hybrid_selection: the setting and re-ranker it reads. evaluation: not read, but its NDCG check is
-    # blocking, so a hybrid that regressed on held-out data never replaces the stored lists.
-    deps=["hybrid_selection", "evaluation", *TABLE_INPUTS],
+    ins={**TABLE_INS, "hybrid_selection": SELECTION_IN},
+    # evaluation: not read, but its NDCG check is blocking, so a hybrid that regressed on held-out
+    # data never replaces the stored lists (an ordering dependency, hence deps rather than an argument).
+    deps=[evaluation],
     description="Per user, the top candidates by the fused hybrid score with each signal's score (cf, text, lexical, kg), "
     "with the setting and re-ranker hybrid_selection chose on validation. Already-consumed items are excluded.",
 )
 @profiled
-def user_item_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def user_item_scores(context: dg.AssetExecutionContext, items: pd.DataFrame, interactions: pd.DataFrame,
+                     descriptions: pd.DataFrame, catalogue_facts: pd.DataFrame, text_tokens: pd.DataFrame,
+                     text_embeddings: pa.Table, hybrid_selection: dict[str, pd.DataFrame]) -> dg.Output:
     cfg = settings.load_config()
     k = int(cfg.get("top_k", 50))
-    with duckdb.get_connection() as con:
-        tables = DatasetTables.load(con, schema_of(context))
-        config = chosen_hybrid_config(con, schema_of(context), cfg)
-        reranker_text = stored_reranker(con, schema_of(context))
+    tables = dataset_tables(items, interactions, descriptions, catalogue_facts, text_tokens, text_embeddings)
+    config = chosen_config_from(hybrid_selection, cfg)
+    reranker_text = reranker_from(hybrid_selection)
     model, matrix = fit_hybrid(tables, tables.interactions, config=config)
     reranked = attach_reranker(model, reranker_text, matrix.X)
     X = matrix.X
@@ -105,11 +107,10 @@ def user_item_scores(context: dg.AssetExecutionContext, duckdb: DuckDBResource) 
             frame[f"score_{name}"] = S[r_local, c]
         frames.append(pd.DataFrame(frame))
     table = pd.concat(frames, ignore_index=True)
-    with duckdb.get_connection() as con:
-        store.replace_tables(con, schema_of(context), {"user_item_scores": table})
     cold = np.asarray((X > 0).sum(axis=0)).ravel() <= int(cfg["evaluation"].get("cold_item_max_train", 2))
     cold_share = float(np.isin(table["item_id"], matrix.items[cold]).mean()) if len(table) else 0.0
-    return dg.MaterializeResult(
+    return dg.Output(
+        table,
         metadata=table_meta(
             table,
             n_users=len(matrix.users),

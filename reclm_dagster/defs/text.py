@@ -17,26 +17,21 @@ from reclm_dagster.text.documents import text_corpus
 from reclm_dagster.text.normalize import detect_language, normalize, segment
 
 
-def _documents(con, schema: str) -> pd.DataFrame:
-    items = store.read_df(con, schema, "items")
-    facts = store.read_df(con, schema, "catalogue_facts")
-    descriptions = store.read_df(con, schema, "descriptions", "description_id, text")
-    return text_corpus(items, facts, descriptions)
-
-
+# The resource is kept for the dataset's stored encoder choice (read, and written with the tokens).
 @dg.asset(
     group_name="text",
     partitions_def=dataset_partitions,
-    deps=["items", "catalogue_facts", "descriptions"],
+    ins={"descriptions": dg.AssetIn(metadata={"columns": ["description_id", "text"]})},
     description="Normalised, segmented text (jieba for Chinese, stop words dropped) and the encoder tokenizer's ids.",
 )
 @profiled
-def text_tokens(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encoder: EncoderResource) -> dg.MaterializeResult:
+def text_tokens(context: dg.AssetExecutionContext, items: pd.DataFrame, catalogue_facts: pd.DataFrame,
+                descriptions: pd.DataFrame, duckdb: DuckDBResource, encoder: EncoderResource) -> dg.Output:
     schema = schema_of(context)
+    docs = text_corpus(items, catalogue_facts, descriptions)
+    # Many descriptions repeat (the same tag by many users): process each distinct text once.
+    unique = pd.Series(docs["text"].unique())
     with duckdb.get_connection() as con:
-        docs = _documents(con, schema)
-        # Many descriptions repeat (the same tag by many users): process each distinct text once.
-        unique = pd.Series(docs["text"].unique())
         spec = encoder.spec_for(con, schema, unique)  # first run: the default for these texts
     tokenizer = load_encoder(spec, encoder.batch_size, encoder.precision)
     normalized = unique.map(normalize)
@@ -57,9 +52,6 @@ def text_tokens(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encod
         }
     )
     table = docs.merge(per_text, on="text", how="left").assign(tokenizer=tokenizer.version)  # whose token ids
-    with duckdb.get_connection() as con:
-        # the choice is the dataset's from now on: every later run that names no encoder reads it
-        store.replace_tables(con, schema, {"text_tokens": table, ENCODER_CHOICE_TABLE: encoder_choice_table(spec, tokenizer)})
     n_tok = table["n_tokens"].to_numpy()
     total = max(int(n_tok.sum()), 1)
     meta = {
@@ -72,23 +64,27 @@ def text_tokens(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encod
         "share_chinese": float((table["language"] == "zh").mean()) if len(table) else 0.0,
     }
     context.log.info(f"tokens: {len(table)} texts ({len(unique)} distinct); " + ", ".join(f"{k}={v:.3g}" for k, v in meta.items()))
-    return dg.MaterializeResult(metadata=table_meta(table[["source", "id", "language", "tokens", "n_tokens", "n_unknown"]],
-                                                    tokenizer=tokenizer.version, **meta))
+    # stored together (one transaction): the choice is the dataset's from now on, every later run that names no encoder reads it
+    return dg.Output({"text_tokens": table, ENCODER_CHOICE_TABLE: encoder_choice_table(spec, tokenizer)},
+                     metadata=table_meta(table[["source", "id", "language", "tokens", "n_tokens", "n_unknown"]],
+                                         tokenizer=tokenizer.version, **meta))
 
 
+# The resource is kept for the shared embedding cache and the dataset's encoder choice.
 @dg.asset(
     group_name="text",
     partitions_def=dataset_partitions,
-    deps=["text_tokens"],
+    ins={"text_tokens": dg.AssetIn(metadata={"columns": ["source", "id", "text"]})},
     description="Transformer embeddings (mean pooling, L2-normalised) of items and user descriptions.",
 )
 @profiled
-def text_embeddings(context: dg.AssetExecutionContext, duckdb: DuckDBResource, encoder: EncoderResource) -> dg.MaterializeResult:
+def text_embeddings(context: dg.AssetExecutionContext, text_tokens: pd.DataFrame, duckdb: DuckDBResource,
+                    encoder: EncoderResource) -> dg.Output:
     schema = schema_of(context)
+    docs = text_tokens
     with duckdb.get_connection() as con:
         spec = encoder.spec_for(con, schema)
         model = load_encoder(spec, encoder.batch_size, encoder.precision)
-        docs = store.read_df(con, schema, "text_tokens", "source, id, text")
         unique, inverse = np.unique(docs["text"].to_numpy(dtype=str), return_inverse=True)
         # Texts met before (this dataset's last run, or any other dataset) come from the
         # shared cache; only the rest go through the model.
@@ -101,13 +97,12 @@ def text_embeddings(context: dg.AssetExecutionContext, duckdb: DuckDBResource, e
     table = store.embeddings_table(docs["id"], docs["source"], vectors[inverse.reshape(-1)], model.version)
     with duckdb.get_connection() as con:
         embedding_cache.store(con, model.version, found.missing_texts, new)
-        store.replace_tables(con, schema, {"text_embeddings": table,
-                                           ENCODER_CHOICE_TABLE: encoder_choice_table(spec, model)})
     rate = found.misses / seconds if seconds > 0 and found.misses else float("nan")
     context.log.info(
         f"{len(unique)} distinct texts: {found.hits} from the cache, {found.misses} encoded in {seconds:.1f}s ({rate:.0f}/s) with {model.version}"
     )
-    return dg.MaterializeResult(
+    return dg.Output(
+        {"text_embeddings": table, ENCODER_CHOICE_TABLE: encoder_choice_table(spec, model)},  # one transaction
         metadata={
             "dagster/row_count": table.num_rows,
             "distinct_texts": len(unique),

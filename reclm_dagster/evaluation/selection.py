@@ -212,15 +212,20 @@ def stored_reranker_text(selection: HybridSelection) -> str | None:
 
 def read_selection(con, schema: str) -> HybridSelection | None:
     """The stored selection (None: never selected, or stored by a reclm before ``hybrid_selection``)."""
-    if not store.table_exists(con, schema, CHOSEN_TABLE):
+    return selection_from_tables({t: store.read_df(con, schema, t) for t in SELECTION_TABLES if store.table_exists(con, schema, t)})
+
+
+def selection_from_tables(tables: dict[str, pd.DataFrame]) -> HybridSelection | None:
+    """The selection from its stored tables (``selection_tables``; as the IO manager loads them)."""
+    if CHOSEN_TABLE not in tables or not len(tables[CHOSEN_TABLE]):
         return None
-    row = store.read_df(con, schema, CHOSEN_TABLE).iloc[0]
+    row = tables[CHOSEN_TABLE].iloc[0]
     if "fingerprint" not in row.index:
         return None
     known = {f.name for f in fields(HybridConfig)}
     config = replace(HybridConfig(), **{k: v for k, v in json.loads(row["json"]).items() if k in known})
-    ranker = store.read_df(con, schema, RERANKER_TABLE) if store.table_exists(con, schema, RERANKER_TABLE) else pd.DataFrame()
-    tuning = store.read_df(con, schema, FUSION_TUNING_TABLE) if store.table_exists(con, schema, FUSION_TUNING_TABLE) else pd.DataFrame()
+    ranker = tables.get(RERANKER_TABLE, pd.DataFrame())
+    tuning = tables.get(FUSION_TUNING_TABLE, pd.DataFrame())
     return HybridSelection(
         config=config,
         reranker_text=str(ranker["model"].iloc[0]) if len(ranker) else None,

@@ -1,10 +1,12 @@
 """Fixtures of tests/defs: a DuckDB built from the five-item catalogue asset by asset.
 
 Every test in this folder calls one asset (or check) function directly, the way Dagster's
-example projects test theirs: ``dg.build_asset_context(partition_key=…)``, a ``DuckDBResource``
-on a temporary file and the ``lexical`` encoder (a hashed bag of words: no model to load).
-``built`` materializes the whole graph once per session, keeping a copy of the database after
-each stage; ``db_after(stage)`` hands a test its own copy of the stage its asset starts from.
+example projects test theirs: ``dg.build_asset_context(partition_key=…)``, its upstream data as
+arguments (DataFrames), a ``DuckDBResource`` on a temporary file where the asset still needs a
+handle, and the ``lexical`` encoder (a hashed bag of words: no model to load).
+``built`` materializes the whole graph once per session, stage by stage through the IO manager,
+keeping a copy of the database after each stage; ``db_after(stage)`` hands a test its own copy
+of the stage its asset starts from, and ``inputs(asset, db)`` its arguments from that copy.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import dagster as dg
 import pytest
-from dagster_duckdb import DuckDBResource
 
-from defs_fixture import DATASET, copy_db, ctx, encoder, write_catalogue
+from defs_fixture import DATASET, all_assets, copy_db, resources, stages, write_catalogue
+from reclm_dagster.defs.common import dataset_partitions
 
 STAGES = ("raw", "text", "kg", "selected", "scored", "lists")
 
@@ -29,32 +32,20 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, data_dir) -> dict[str, Path]:
-    """{stage: a database file after it}: raw tables → text → knowledge graph → selection → scores → lists."""
-    from reclm_dagster.defs.ingest import raw_dataset
-    from reclm_dagster.defs.kg import kg_mentions, knowledge_graph
-    from reclm_dagster.defs.recommendations import recommendations
-    from reclm_dagster.defs.selection import SelectionConfig, hybrid_selection
-    from reclm_dagster.defs.similarity import item_similarity, user_item_scores
-    from reclm_dagster.defs.text import text_embeddings, text_tokens
-
+    """{stage: a database file after it}: raw tables → text → knowledge graph → selection → scores → lists,
+    each stage a Dagster run of its assets, their inputs loaded and outputs stored by the IO manager."""
     root = tmp_path_factory.mktemp("defs-stages")
     db = root / "work.duckdb"
-    res = DuckDBResource(database=str(db))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(dataset_partitions.name, [DATASET])
     old = os.environ.get("RECLM_DATA_DIR")
     os.environ["RECLM_DATA_DIR"] = str(data_dir)
     try:
-        steps = {
-            "raw": lambda: list(raw_dataset(ctx(), duckdb=res)),
-            "text": lambda: (text_tokens(ctx(), duckdb=res, encoder=encoder()),
-                             text_embeddings(ctx(), duckdb=res, encoder=encoder())),
-            "kg": lambda: (list(knowledge_graph(ctx(), duckdb=res)), kg_mentions(ctx(), duckdb=res, encoder=encoder())),
-            "selected": lambda: hybrid_selection(ctx(), config=SelectionConfig(), duckdb=res, encoder=encoder()),
-            "scored": lambda: (item_similarity(ctx(), duckdb=res), user_item_scores(ctx(), duckdb=res)),
-            "lists": lambda: recommendations(ctx(), duckdb=res),
-        }
         out = {}
-        for stage in STAGES:
-            steps[stage]()
+        for stage, selected in stages().items():
+            result = dg.materialize(all_assets(), selection=dg.AssetSelection.assets(*selected), partition_key=DATASET,
+                                    instance=instance, resources=resources(db))
+            assert result.success, stage
             out[stage] = copy_db(db, root / f"{stage}.duckdb")
     finally:
         if old is None:

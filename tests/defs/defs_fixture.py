@@ -113,3 +113,66 @@ def check_passes_then_fails(check, db: Path, mutation_sql: str):
     result = check(check_ctx(), duckdb=res)
     assert not result.passed
     return result
+
+
+def stages() -> dict[str, list]:
+    """The assets of each stage of ``built``, in graph order."""
+    from reclm_dagster.defs.ingest import raw_dataset
+    from reclm_dagster.defs.kg import kg_mentions, knowledge_graph
+    from reclm_dagster.defs.recommendations import recommendations
+    from reclm_dagster.defs.selection import hybrid_selection
+    from reclm_dagster.defs.similarity import item_similarity, user_item_scores
+    from reclm_dagster.defs.text import text_embeddings, text_tokens
+
+    return {"raw": [raw_dataset], "text": [text_tokens, text_embeddings], "kg": [knowledge_graph, kg_mentions],
+            "selected": [hybrid_selection], "scored": [item_similarity, user_item_scores], "lists": [recommendations]}
+
+
+def all_assets() -> list:
+    from reclm_dagster.defs.evaluation import evaluation
+
+    return [a for stage in stages().values() for a in stage] + [evaluation]
+
+
+def io_manager(db: Path):
+    from dagster_duckdb import DuckDBResource
+
+    from reclm_dagster.defs.io_manager import ReclmIOManager
+
+    return ReclmIOManager(duckdb=DuckDBResource(database=str(db)))
+
+
+def resources(db: Path) -> dict[str, object]:
+    from dagster_duckdb import DuckDBResource
+
+    from reclm_dagster.defs.resources import MLflowResource
+
+    res = DuckDBResource(database=str(db))
+    return {"duckdb": res, "io_manager": io_manager(db), "encoder": encoder(), "mlflow": MLflowResource()}
+
+
+def inputs(asset: dg.AssetsDefinition, db: Path, **replace: pd.DataFrame) -> dict[str, object]:
+    """The asset's upstream data as Dagster would pass it: each input loaded from ``db`` by the IO
+    manager, with the input's own metadata (columns) and type; ``replace`` overrides some."""
+    from reclm_dagster.defs.common import dataset_partitions
+
+    manager, out = io_manager(db), {}
+    instance = dg.DagsterInstance.ephemeral()  # where the dynamic partitions live
+    instance.add_dynamic_partitions(dataset_partitions.name, [DATASET])
+    for name, key in asset.keys_by_input_name.items():
+        if name in replace:
+            out[name] = replace[name]
+            continue
+        spec = asset.node_def.input_def_named(name)
+        if spec.dagster_type.is_nothing:  # an ordering dependency (deps=[...]): no value
+            continue
+        context = dg.build_input_context(name=name, asset_key=key, partition_key=DATASET, asset_partitions_def=dataset_partitions,
+                                         definition_metadata=spec.metadata, dagster_type=spec.dagster_type, instance=instance)
+        out[name] = manager.load_input(context)
+    return out
+
+
+def value(result, table: str | None = None) -> pd.DataFrame:
+    """The frame an asset returned (``table`` of a dict of them)."""
+    v = result.value
+    return v[table] if table is not None else v
