@@ -303,7 +303,7 @@ class QueryIndex:
         return _rows(pd.DataFrame(rows)) if rows else []
 
 
-QUERY_ITEMS_TABLE = "query_items"
+QUERY_ITEMS_TABLE = "query_index"  # the query_index asset's table
 
 
 def query_items_fingerprint(con, schema: str, encoder_version: str, config) -> str:

@@ -6,34 +6,36 @@ fingerprint (raw tables, encoder, the chosen said-share) matches what is stored.
 """
 
 import dagster as dg
+import pandas as pd
+import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
-from reclm_dagster import settings, store
+from reclm_dagster import settings
 from reclm_dagster.defs.common import dataset_partitions, profiled, schema_of
-from reclm_dagster.defs.selection import TABLE_INPUTS
-from reclm_dagster.serving import QUERY_ITEMS_TABLE, query_items_fingerprint, query_items_table
-from reclm_dagster.training import DatasetTables, chosen_hybrid_config
+from reclm_dagster.defs.selection import SELECTION_IN, TABLE_INS, dataset_tables
+from reclm_dagster.serving import query_items_fingerprint, query_items_table
+from reclm_dagster.training import chosen_config_from
 
 
 @dg.asset(
     group_name="serving",
     partitions_def=dataset_partitions,
-    deps=["hybrid_selection", *TABLE_INPUTS],  # hybrid_selection: the said-share the item text is mixed with
+    ins={**TABLE_INS, "hybrid_selection": SELECTION_IN},  # hybrid_selection: the said-share items' text is mixed with
     description="Every item's vector and tokens as a request is matched against them (catalogue text plus what "
                 "users said), so a request reads them instead of rebuilding them from every description.",
 )
 @profiled
-def query_index(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-    schema = schema_of(context)
+def query_index(context: dg.AssetExecutionContext, items: pd.DataFrame, interactions: pd.DataFrame,
+                descriptions: pd.DataFrame, catalogue_facts: pd.DataFrame, text_tokens: pd.DataFrame,
+                text_embeddings: pa.Table, hybrid_selection: dict[str, pd.DataFrame],
+                duckdb: DuckDBResource) -> dg.Output:  # duckdb: the stored raw tables' fingerprint
+    tables = dataset_tables(items, interactions, descriptions, catalogue_facts, text_tokens, text_embeddings)
+    config = chosen_config_from(hybrid_selection, settings.load_config())
     with duckdb.get_connection() as con:
-        tables = DatasetTables.load(con, schema)
-        config = chosen_hybrid_config(con, schema, settings.load_config())
-        fingerprint = query_items_fingerprint(con, schema, tables.encoder_version, config)
+        fingerprint = query_items_fingerprint(con, schema_of(context), tables.encoder_version, config)
     table = query_items_table(tables, config, fingerprint)
-    with duckdb.get_connection() as con:
-        store.replace_tables(con, schema, {QUERY_ITEMS_TABLE: table})
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": table.num_rows, "dims": int(tables.item_vectors.shape[1]) if tables.item_vectors.ndim == 2 else 0,
-        "encoder_version": tables.encoder_version,
+    return dg.Output(table, metadata={
+        "dagster/row_count": table.num_rows, "encoder_version": tables.encoder_version,
+        "dims": int(tables.item_vectors.shape[1]) if tables.item_vectors.ndim == 2 else 0,
         "tokens_per_item": round(sum(map(len, table.column("tokens").to_pylist())) / max(table.num_rows, 1), 1),
     })

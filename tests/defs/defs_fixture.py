@@ -119,13 +119,14 @@ def stages() -> dict[str, list]:
     """The assets of each stage of ``built``, in graph order."""
     from reclm_dagster.defs.ingest import raw_dataset
     from reclm_dagster.defs.kg import kg_mentions, knowledge_graph
+    from reclm_dagster.defs.query import query_index
     from reclm_dagster.defs.recommendations import recommendations
     from reclm_dagster.defs.selection import hybrid_selection
     from reclm_dagster.defs.similarity import item_similarity, user_item_scores
     from reclm_dagster.defs.text import text_embeddings, text_tokens
 
     return {"raw": [raw_dataset], "text": [text_tokens, text_embeddings], "kg": [knowledge_graph, kg_mentions],
-            "selected": [hybrid_selection], "scored": [item_similarity, user_item_scores], "lists": [recommendations]}
+            "selected": [hybrid_selection], "scored": [item_similarity, user_item_scores, query_index], "lists": [recommendations]}
 
 
 def all_assets() -> list:
