@@ -1,11 +1,13 @@
 """Test-wide settings: the runtime home goes to a temporary folder; datasets come from RECLM_DATA_DIR."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+_TEST_HOME: str | None = None  # the temporary RECLM_HOME this session made (pytest_configure)
 
 
 def pytest_configure(config):
@@ -18,11 +20,19 @@ def pytest_configure(config):
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
     # Before any reclm module reads settings: nothing a test writes lands in the repository.
+    # The folder is made only when RECLM_HOME is unset, and removed when the session ends.
+    global _TEST_HOME
     import tempfile
 
-    os.environ.setdefault("RECLM_HOME", tempfile.mkdtemp(prefix="reclm-test-home-"))
+    if "RECLM_HOME" not in os.environ:
+        _TEST_HOME = os.environ["RECLM_HOME"] = tempfile.mkdtemp(prefix="reclm-test-home-")
     os.environ.setdefault("RECLM_DATA_DIR", str((REPO.parent / "shared" / "data").resolve()))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_unconfigure(config):
+    if _TEST_HOME is not None:
+        shutil.rmtree(_TEST_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

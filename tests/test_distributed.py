@@ -5,7 +5,9 @@ each worker)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from pathlib import Path
 
 import duckdb
@@ -43,11 +45,29 @@ def _run(home: Path, monkeypatch, **env: str):
     return result
 
 
-# Opt-in for now: run on its own it takes ~1.5 min, but inside the whole suite each Dask step took
-# ~60 s (a wait, not work: the machine sat idle), so the suite went from ~15 to ~45 min. Until that
-# is understood: RECLM_TEST_DISTRIBUTED=1 make test (or pytest tests/test_distributed.py with it set).
+@contextlib.contextmanager
+def _stop_signals_at_default():
+    """SIGINT and SIGTERM at their defaults while the cluster spawns its worker processes, which
+    inherit an ignored disposition (fork + exec keeps SIG_IGN).
+
+    pytest started in the background by a non-interactive shell (e.g. ``make test &`` in a CI script)
+    ignores SIGINT, and every in-process Dagster run ends by copying SIGINT's disposition onto SIGTERM
+    (``capture_interrupts`` → ``setup_interrupt_handlers``), so after this test's local run SIGTERM is
+    ignored as well. Dask workers that ignore SIGTERM pass it on to the ``tail -F`` processes of each
+    step's compute-log capture, which then cannot be stopped: every step waited 2 × 30 s
+    (``communicate(timeout=30)`` on the stdout and the stderr tail) and left both tails running."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
 @pytest.mark.e2e
-@pytest.mark.skipif(os.environ.get("RECLM_TEST_DISTRIBUTED") != "1", reason="set RECLM_TEST_DISTRIBUTED=1 to run the Dask deployment")
 def test_dask_run_on_parquet_makes_the_local_lists(tmp_path, monkeypatch):
     distributed = pytest.importorskip("distributed")
 
@@ -74,8 +94,10 @@ def test_dask_run_on_parquet_makes_the_local_lists(tmp_path, monkeypatch):
 
     MLflowResource(tracking_uri=env["RECLM_MLFLOW_TRACKING_URI"]).experiment_id("demo")
 
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  scheduler_port=port, dashboard_address=None) as cluster:
+    with _stop_signals_at_default():  # the workers start here and keep what they inherit
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                           scheduler_port=port, dashboard_address=None)
+    with cluster:
         assert cluster.scheduler_address == env["RECLM_DASK_ADDRESS"]
         result = _run(tmp_path / "dist", monkeypatch)
         with distributed.Client(cluster) as client:
@@ -84,6 +106,9 @@ def test_dask_run_on_parquet_makes_the_local_lists(tmp_path, monkeypatch):
     assert len(set(workers.values())) == 2 and os.getpid() not in workers.values()
     step_pids = {e.pid for e in result.all_events if e.is_step_success}
     assert step_pids and step_pids <= set(workers.values())
+    # every step's compute-log capture ended cleanly: its tail processes stopped on SIGTERM (when the
+    # workers ignored it, each step waited 60 s for two timeouts and reported this engine event)
+    assert not [e.message for e in result.all_events if "cleaning up compute log capture" in (e.message or "")]
 
     assert not (tmp_path / "dist" / "reclm.duckdb").exists()  # nothing went to a DuckDB file
     assert (storage / SCHEMA / "recommendations.parquet").exists()

@@ -11,6 +11,9 @@ their upstream futures, results streamed back as they complete.
 
 from __future__ import annotations
 
+import logging
+import signal
+
 import dagster as dg
 import dask.distributed
 from dagster._core.errors import raise_execution_interrupts
@@ -25,8 +28,25 @@ class _StepCall:
         self.args = args
 
 
+_warned_sigterm_ignored = False
+
+
+def _warn_if_sigterm_ignored() -> None:
+    """Once per worker process: Dagster's compute-log capture stops the ``tail -F`` it starts for each
+    step with SIGTERM (then waits 30 s for it, for stdout and for stderr). A worker started with SIGTERM
+    ignored (SIG_IGN is inherited) hands that to the tails, so every step waits 60 s and leaves two
+    ``tail`` processes behind. Start the workers with SIGTERM at its default."""
+    global _warned_sigterm_ignored
+    if not _warned_sigterm_ignored and signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        _warned_sigterm_ignored = True
+        logging.getLogger(__name__).warning(
+            "this Dask worker ignores SIGTERM: each Dagster step will wait 60 s for its compute-log tails "
+            "and leave them running; start the worker with SIGTERM at its default")
+
+
 def _run_step(dependencies, call: _StepCall):
     # ``dependencies``: the upstream steps' futures, only so that Dask runs this after them
+    _warn_if_sigterm_ignored()
     return query_on_dask_worker(dependencies, *call.args)
 
 
