@@ -194,7 +194,9 @@ def selection_tables(selection: HybridSelection) -> dict[str, pd.DataFrame]:
             "protocol": [json.dumps(selection.protocol, sort_keys=True)], "encoder_version": [selection.encoder_version],
             "reranker_report": [json.dumps(selection.reranker_report)],
             "cold_user_tuning": [cold_tuning.to_json(orient="records") if len(cold_tuning) else "[]"],
-            "baselines": [json.dumps({name: {"params": params, "tuning": table.to_dict(orient="records")}
+            # fit seconds left out: the stored choice is a function of the split alone
+            "baselines": [json.dumps({name: {"params": params,
+                                             "tuning": table.drop(columns="fit_s", errors="ignore").to_dict(orient="records")}
                                       for name, (params, table) in selection.baselines.items()})],
         }),
         # The learned re-ranker, only when validation preferred it to the plain fusion.

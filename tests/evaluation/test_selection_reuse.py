@@ -66,4 +66,5 @@ def test_the_baseline_choice_survives_the_store(ease_fits):
     store.replace_tables(con, "s", selection.selection_tables(chosen))
     back = selection.read_selection(con, "s")
     assert back.fingerprint == chosen.fingerprint and back.baselines["ease"][0] == chosen.baselines["ease"][0]
-    pd.testing.assert_frame_equal(back.baselines["ease"][1], chosen.baselines["ease"][1], check_dtype=False)
+    pd.testing.assert_frame_equal(back.baselines["ease"][1], chosen.baselines["ease"][1].drop(columns="fit_s"),
+                                  check_dtype=False)  # timings are not stored: the choice depends on the split alone
