@@ -9,8 +9,8 @@ reclm fp32 (length-sorted, its default), and reclm bf16 only where the CPU has n
 (AMX / AVX-512 BF16; elsewhere bf16 autocast is emulated and the JSON records why it was
 skipped) — each on 1 and 2 torch threads. Texts: short ones as in encoder_speed.py
 (Last.fm tags, else MovieLens titles) and long ones (Douban storylines, up to 256 tokens),
-timed as separate groups. Settings are rotated chunk by chunk and each (setting, chunk)
-keeps its best round, as in encoder_speed.py, so a burst of load hurts one round of one
+timed as separate groups. Settings are rotated chunk by chunk (in reverse order every other
+time) and each (setting, chunk) keeps its best round, as in encoder_speed.py, so a burst of load hurts one round of one
 chunk rather than one setting. Reports texts/s, the ratio to sentence-transformers fp32 on
 the same thread count, and min/mean cosine of every setting's vectors to its vectors.
 Writes benchmarks/results/encoder_vs_sentence_transformers.json.
@@ -130,16 +130,17 @@ def measure(texts: list[str], settings: list[tuple[str, Encode]], threads=(1, 2)
     best: dict[tuple[str, int], list[float]] = {}
     outputs: dict[tuple[str, int], list] = {}
     loads = [os.getloadavg()[0]]
-    for _ in range(repeats):
+    runs = [(label, encode, t) for label, encode in settings for t in threads]
+    for r in range(repeats):
         for c, part in enumerate(chunks):
-            for label, encode in settings:
-                for t in threads:
-                    start = time.perf_counter()
-                    vecs = encode(part, t)
-                    elapsed = time.perf_counter() - start
-                    per_chunk = best.setdefault((label, t), [float("inf")] * len(chunks))
-                    per_chunk[c] = min(per_chunk[c], elapsed)
-                    outputs.setdefault((label, t), [None] * len(chunks))[c] = np.asarray(vecs, dtype=np.float32)
+            # Every other round in reverse order: no setting always runs right after another.
+            for label, encode, t in runs if (r + c) % 2 == 0 else runs[::-1]:
+                start = time.perf_counter()
+                vecs = encode(part, t)
+                elapsed = time.perf_counter() - start
+                per_chunk = best.setdefault((label, t), [float("inf")] * len(chunks))
+                per_chunk[c] = min(per_chunk[c], elapsed)
+                outputs.setdefault((label, t), [None] * len(chunks))[c] = np.asarray(vecs, dtype=np.float32)
             loads.append(os.getloadavg()[0])
     vectors = {key: np.vstack(parts) for key, parts in outputs.items()}
     rows = []
