@@ -153,8 +153,8 @@ def _search(name, X_train, X_valid, grid, metric, item_popularity, on_best=None)
         del model  # an EASE candidate is an n_items² array: freed (refcount) before the next fit
         return value if np.isfinite(value) else -np.inf
 
-    (param, values), = grid.items() if len(grid) == 1 else ((None, ()),)
-    if b.search == "line" and param is not None and grid == b.grid:
+    if b.search == "line" and len(grid) == 1 and grid == b.grid:  # one ordered parameter
+        [(param, values)] = grid.items()
         start = values.index(b.defaults[param]) if b.defaults.get(param) in values else len(values) // 2
         line_order(values, start, value_of)
     else:
