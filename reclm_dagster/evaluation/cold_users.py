@@ -113,7 +113,7 @@ def cold_user_evaluation(
     half_lives: Sequence[float] | None = None,
     choose_half_life: Callable[[dict[float, float]], float] | None = None,
     popularity_grid: Sequence[float] = POPULARITY_GRID,
-    report: bool = True,
+    score_test_users: bool = True,
 ) -> ColdUserResult:
     """``hybrid`` and ``pop`` per revealed ``n``, ``ease`` per ``n >= 1``, on the test cold users.
 
@@ -122,7 +122,7 @@ def cold_user_evaluation(
     the config's); ``choose_half_life({half-life: its p})`` then picks the pair — the caller
     judges it on users with long histories, where the fade decides how much of p remains —
     before anything is scored on test (``popularity_grid=(p,)``: a prior already chosen, kept).
-    Everything else comes from ``config``. ``report=False``: choose p (and the half-life) only —
+    Everything else comes from ``config``. ``score_test_users=False``: choose p (and the half-life) only —
     no test cold user scored, no comparator fitted (``hybrid_selection`` needs the choice alone).
     ``interactions``: the rows this protocol may use (default: all of ``tables.interactions``).
     ``description_mask``: descriptions the caller already allows (True) or forbids; a
@@ -177,7 +177,7 @@ def cold_user_evaluation(
     best_c = float(choose_half_life(p_for)) if choose_half_life is not None and len(p_for) > 1 else next(iter(p_for))
     best_p = p_for[best_c]
     model.config = replace(config, short_history_popularity=best_p, short_history_half_life=best_c)
-    if not report:
+    if not score_test_users:
         return ColdUserResult(pd.DataFrame([], columns=columns), best_p, tuning, best_c)
 
     rows: list[tuple] = []

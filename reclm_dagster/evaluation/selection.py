@@ -120,7 +120,7 @@ def select_on_split(data: SplitData, protocol: EvaluationProtocol, config: Hybri
                                            interactions=data.train, description_mask=data.mask, progress=progress,
                                            half_lives=HALF_LIFE_GRID if tuned else None,
                                            choose_half_life=choose_half_life if tuned else None,
-                                           report=report_cold_users)
+                                           score_test_users=report_cold_users)
         cold_rows, cold_tuning = list(cold_result.metrics.itertuples(index=False, name=None)), cold_result.tuning
         if half_life_scores:
             cold_tuning = cold_tuning.assign(main_valid_ndcg_at_10=cold_tuning["short_history_half_life"].map(

@@ -103,6 +103,19 @@ def test_pop_at_every_n_and_ease_only_once_something_is_revealed():
     assert result.tuning.loc[result.tuning["ndcg@10"].idxmax(), "short_history_popularity"] == result.short_history_popularity
 
 
+def test_choosing_the_prior_alone_scores_no_test_cold_user_and_chooses_the_same_p(monkeypatch):
+    from reclm_dagster.evaluation import cold_users
+
+    full = cold_user_evaluation(_tables(), CONFIG, 10.0, PROTOCOL)
+    fitted = []
+    real = cold_users.cf_for_catalogue
+    monkeypatch.setattr(cold_users, "cf_for_catalogue", lambda *a, **k: fitted.append(1) or real(*a, **k))
+    chosen = cold_user_evaluation(_tables(), CONFIG, 10.0, PROTOCOL, score_test_users=False)
+    assert chosen.metrics.empty and not fitted  # no test row, no EASE comparator
+    assert chosen.short_history_popularity == full.short_history_popularity
+    assert chosen.tuning.equals(full.tuning)
+
+
 def test_hybrid_beats_pop_at_n0_only_when_words_predict_items():
     """Pop is the fair n = 0 comparator; the hybrid beats it by a margin only through informative words."""
     ndcg = _ndcg(cold_user_evaluation(_tables(informative=True), CONFIG, 10.0, PROTOCOL))
