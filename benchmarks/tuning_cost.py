@@ -4,7 +4,8 @@
 
 Runs what `reclm run` runs for the hybrid on the default protocol — ``select_hybrid`` (the
 ``hybrid_selection`` asset), then ``offline_evaluation`` with that stored choice (the
-``evaluation`` asset) — and counts every n_items² EASE fit (``EASE.fit``) with its seconds.
+``evaluation`` asset) — and counts every EASE fit (``EASE.fit``) with its seconds and solver
+(``primal``: an n_items² inversion; ``dual``: a rows² one, models/ease.py).
 Texts are embedded with the hashed bag-of-words encoder (no model: the cost measured is the
 fitting and tuning). To compare two versions of reclm fairly on a loaded machine, run this
 script from both checkouts at the same time with ``--threads 1`` (they then share the load).
@@ -40,13 +41,13 @@ def main(argv=None) -> int:
     from reclm_dagster.profiling import peak_rss_mb
     from reclm_dagster.training import DatasetTables, hybrid_config
 
-    fits: list[tuple[int, float]] = []
+    fits: list[tuple[str, float]] = []
     real_fit = ease.EASE.fit
 
     def counted(self, X, *a, **k):
         start = time.perf_counter()
         out = real_fit(self, X, *a, **k)
-        fits.append((X.shape[1], time.perf_counter() - start))
+        fits.append((self.solver_, time.perf_counter() - start))
         return out
 
     ease.EASE.fit = counted
@@ -65,7 +66,8 @@ def main(argv=None) -> int:
         "dataset": args.dataset, "threads": args.threads, "n_items": len(tables.items),
         "selection_seconds": round(t1 - t0, 1), "evaluation_seconds": round(t2 - t1, 1),
         "dense_fits": {"selection": n_selection, "evaluation": len(fits) - n_selection,
-                       "seconds": round(sum(s for _, s in fits), 1)},
+                       "seconds": round(sum(s for _, s in fits), 1),
+                       "solvers": {k: sum(1 for s, _ in fits if s == k) for k in sorted({s for s, _ in fits})}},
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "ndcg@10": {m: round(float(wide.loc[m, "ndcg@10"]), 5) for m in wide.index if "ndcg@10" in wide.columns},
         "hybrid_setting": result.hybrid_config.as_params() if result.hybrid_config else None,

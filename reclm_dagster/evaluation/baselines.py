@@ -28,6 +28,7 @@ import scipy.sparse as sp
 
 from reclm_dagster.evaluation.protocol import evaluate, metric_rows
 from reclm_dagster.models import EASE, ItemKNN, Popularity, RP3beta
+from reclm_dagster.models.ease import ease_order
 from reclm_dagster.models.large_catalogue import SparseCFConfig, SparseItemCF, dense_ease_fits
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,10 @@ REGISTRY: dict[str, Baseline] = {
 BASELINES = tuple(n for n in REGISTRY if n != "ease_sparse")  # reported as 'ease'
 
 
-def dense_ease_allowed(n_items: int, ease_max_items: int | None = EASE_MAX_ITEMS) -> bool:
-    """A given cap decides; without one, whether the dense n_items² arrays fit in free memory."""
-    return n_items <= ease_max_items if ease_max_items is not None else dense_ease_fits(n_items)
+def dense_ease_allowed(order: int, ease_max_items: int | None = EASE_MAX_ITEMS) -> bool:
+    """A given cap decides; without one, whether EASE's dense order² arrays fit in free memory
+    (``order``: items, or the rows when there are fewer: ``models.ease.ease_order``)."""
+    return order <= ease_max_items if ease_max_items is not None else dense_ease_fits(order)
 
 
 @dataclass
@@ -183,11 +185,11 @@ def tune_on_validation(
     return _search(name, X_train, X_valid, grid, metric, item_popularity)
 
 
-def _dense_or_sparse(name: str, n_items: int, ease_max_items: int | None) -> tuple[str, bool]:
+def _dense_or_sparse(name: str, X_train: sp.spmatrix, ease_max_items: int | None) -> tuple[str, bool]:
     """``(registry name to fit, sparse?)``: 'ease' above the dense cap is fitted as 'ease_sparse'."""
-    if name == "ease" and not dense_ease_allowed(n_items, ease_max_items):
-        log.warning("ease: %d items is above the dense cap (%s): the sparse restricted EASE instead",
-                    n_items, ease_max_items if ease_max_items is not None else "free memory")
+    if name == "ease" and not dense_ease_allowed(ease_order(*X_train.shape), ease_max_items):
+        log.warning("ease: %d users × %d items is above the dense cap (%s): the sparse restricted EASE instead",
+                    *X_train.shape, ease_max_items if ease_max_items is not None else "free memory")
         return "ease_sparse", True
     return name, False
 
@@ -206,7 +208,7 @@ def choose_on_validation(
     evaluation of the same split fits the chosen setting once instead of the grid again.
     """
     X_train, X_valid = sp.csr_matrix(X_train), sp.csr_matrix(X_valid)
-    fit_name, sparse = _dense_or_sparse(name, X_train.shape[1], ease_max_items)
+    fit_name, sparse = _dense_or_sparse(name, X_train, ease_max_items)
     if item_popularity is None:
         item_popularity = np.asarray((X_train > 0).sum(axis=0)).ravel()
     if X_valid.nnz and REGISTRY[fit_name].grid:
@@ -240,7 +242,7 @@ def run_baseline(
         raise KeyError(f"unknown baseline {name!r}; known: {', '.join(REGISTRY)}")
     X_train, X_valid, X_test = (sp.csr_matrix(m) for m in (X_train, X_valid, X_test))
     reported = name
-    name, sparse = _dense_or_sparse(name, X_train.shape[1], ease_max_items)
+    name, sparse = _dense_or_sparse(name, X_train, ease_max_items)
     history = (X_train + X_valid).tocsr()
     if item_popularity is None:
         item_popularity = np.asarray((X_train > 0).sum(axis=0)).ravel()

@@ -211,6 +211,6 @@ def cold_user_evaluation(
     # EASE on an empty history scores every item 0 (its "list" is catalogue order): not run at n = 0.
     ease_reveal = [n for n in protocol.reveal if n > 0]
     if ease_reveal:
-        ease = cf_for_catalogue(matrix.X.shape[1], ease_l2=ease_l2).fit(matrix.X)
+        ease = cf_for_catalogue(matrix.X.shape[1], ease_l2=ease_l2, n_rows=matrix.X.shape[0]).fit(matrix.X)
         report("ease", run(lambda n: (lambda r: ease.score(r, histories[n])), "test", reveal=ease_reveal))
     return ColdUserResult(pd.DataFrame(rows, columns=columns), best_p, tuning, best_c)

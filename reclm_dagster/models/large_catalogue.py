@@ -1,7 +1,8 @@
-"""Collaborative filtering for catalogues too large for a dense n_items² EASE (issue 13.3).
+"""Collaborative filtering for catalogues too large for a dense EASE (issue 13.3).
 
-Dense EASE holds one float32 n_items² array (6.4 GB at 40k items, 30 GB at 87k) and
-validation tuning briefly holds two. Above the item count that fits the machine's free
+Dense EASE holds one float32 order² array, the order being the items or, when fewer, the
+stacked rows it is fitted on (the dual, models/ease.py): 6.4 GB at 40k, 30 GB at 87k, and
+validation tuning briefly holds two. Above the order that fits the machine's free
 memory, CF switches to :class:`SparseItemCF`, an item-item model that never allocates
 n_items² (nor users × items): its gram / similarity is built in row blocks of a sparse
 product and pruned block by block, so memory is O(nnz(X) + n_items · k) plus one block.
@@ -32,7 +33,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from reclm_dagster.models.ease import EASE
+from reclm_dagster.models.ease import EASE, ease_order
 from reclm_dagster.models.matrix import binarize
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,10 @@ def dense_max_items(free_bytes: int, dtype_bytes: int = 4, share: float = DENSE_
 
 def dense_ease_fits(n_items: int, free_bytes: int | None = None, dtype_bytes: int = 4,
                     share: float = DENSE_MEMORY_SHARE) -> bool:
-    """Whether a dense n_items² EASE (with the ~2 n² peak of tuning) fits in memory.
+    """Whether a dense EASE of order ``n_items`` (``ease.ease_order``: items, or its rows when
+    fewer) fits in memory, with the ~2 n² peak of tuning.
 
-    ``RECLM_DENSE_MAX_ITEMS`` (an item count), when set, decides alone: the operator's
+    ``RECLM_DENSE_MAX_ITEMS`` (that order), when set, decides alone: the operator's
     override beats the measurement. Otherwise the peak ``2 · n² · dtype_bytes`` must fit in
     ``share`` of ``free_bytes`` (default: the memory available now).
     """
@@ -398,11 +400,13 @@ class SparseItemCF:
 
 
 def cf_for_catalogue(n_items: int, *, ease_l2: float = 200.0, side_weight: float = 0.0, dense_weight: float = 0.0,
-                     free_bytes: int | None = None, sparse: SparseCFConfig | None = None) -> EASE | SparseItemCF:
-    """The CF model for a catalogue of ``n_items``: dense EASE where it fits
+                     free_bytes: int | None = None, sparse: SparseCFConfig | None = None,
+                     n_rows: int | None = None) -> EASE | SparseItemCF:
+    """The CF model for a catalogue of ``n_items`` fitted on ``n_rows`` stacked rows (users plus
+    side features; None: as many as items): dense EASE where its ``ease_order``² arrays fit
     (``dense_ease_fits``), else :class:`SparseItemCF` (``sparse``, default config, with
     ``side_weight`` carried over). Both take ``fit(X[, side, dense])`` and ``score(rows, X)``."""
-    if dense_ease_fits(n_items, free_bytes):
+    if dense_ease_fits(ease_order(n_rows if n_rows is not None else n_items, n_items), free_bytes):
         return EASE(l2=ease_l2, side_weight=side_weight, dense_weight=dense_weight)
     cfg = sparse or SparseCFConfig(l2=ease_l2, side_weight=side_weight)
     log.info("catalogue of %d items: dense EASE does not fit, using SparseItemCF(%s)", n_items, cfg)

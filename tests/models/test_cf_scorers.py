@@ -149,3 +149,25 @@ def test_ease_dense_side_information_is_stacked_rows():
     assert np.allclose(dense.B_, stacked.B_)
     plain = EASE(l2=5.0, dtype=np.float64).fit(X)
     assert np.allclose(plain.B_[:, 5], 0) and abs(dense.B_[0, 5]) > 1e-3  # the cold item is reachable only with E
+
+
+@pytest.mark.parametrize("make", [lambda: ItemKNN(k_neighbors=3), lambda: ItemKNN(k_neighbors=4, shrink=2.0),
+                                  lambda: RP3beta(beta=0.3, k_neighbors=3)])
+def test_sparse_and_dense_pruning_keep_the_same_neighbours(monkeypatch, make):
+    """Sparse blocks are pruned entry by entry, dense ones by argpartition: per item the same
+    kept weights (only which of two tied neighbours is kept may differ)."""
+    rng = np.random.default_rng(7)
+    X = sp.csr_matrix((rng.random((40, 60)) < 0.06) * rng.integers(1, 4, (40, 60)), dtype=np.float32)
+    monkeypatch.setattr(nb_mod, "_SPARSE_TOPK_DENSITY", 1.1)  # every block sparse
+    sparse = make().fit(X).similarity_
+    monkeypatch.setattr(nb_mod, "_SPARSE_TOPK_DENSITY", -1.0)  # every block dense
+    dense = make().fit(X).similarity_
+    if isinstance(make(), RP3beta):  # kept per source row
+        sparse, dense = sparse.T, dense.T
+    sparse, dense = sp.csc_matrix(sparse), sp.csc_matrix(dense)
+    assert sparse.nnz == dense.nnz > 0 and (sparse.diagonal() == 0).all()
+    for j in range(X.shape[1]):
+        a = np.sort(sparse.data[sparse.indptr[j]:sparse.indptr[j + 1]])
+        b = np.sort(dense.data[dense.indptr[j]:dense.indptr[j + 1]])
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    assert (np.diff(sparse.indptr) <= 4).all()
