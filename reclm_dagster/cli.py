@@ -37,7 +37,7 @@ def _embedded_with(dataset: str, encoder_name: str | None) -> bool:
     import duckdb
 
     from reclm_dagster.datasets import LOADER_VERSION
-    from reclm_dagster.encoders.registry import load_encoder
+    from reclm_dagster.encoders.registry import load_request_encoder
     from reclm_dagster.training import stored_loader_version
 
     schema = settings.schema_name(dataset)
@@ -45,7 +45,7 @@ def _embedded_with(dataset: str, encoder_name: str | None) -> bool:
         stored = con.execute(f'SELECT any_value(encoder_version) FROM "{schema}".text_embeddings').fetchone()[0]
         # raw tables stored by an older loader are rebuilt (e.g. users' tags kept as facts before v2)
         current = stored_loader_version(con, schema) == LOADER_VERSION
-    return current and stored == load_encoder(dataset_encoder_spec(dataset, encoder_name), 64, "auto").version
+    return current and stored == load_request_encoder(dataset_encoder_spec(dataset, encoder_name)).version
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -145,9 +145,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.query is None and args.user is None:
         raise ReclmError("say whom or what for: --user ID and/or --query \"free text\"")
     if args.query is not None:
-        from reclm_dagster.encoders.registry import load_encoder
+        from reclm_dagster.encoders.registry import load_request_encoder
 
-        encoder = load_encoder(dataset_encoder_spec(args.dataset, args.encoder), 64, "auto")
+        encoder = load_request_encoder(dataset_encoder_spec(args.dataset, args.encoder))
         rows = serving.recommend_for_query(args.dataset, args.query, args.k, encoder, user_id=args.user)
     else:
         rows = serving.recommend_for_user(args.dataset, args.user, args.k)

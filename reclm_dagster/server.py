@@ -19,6 +19,7 @@ import time
 
 from reclm_dagster import cli_args, settings
 from reclm_dagster.serving import QueryIndex, ReclmError, StoredLists
+from reclm_dagster.text.normalize import segment
 
 HOST = "127.0.0.1"  # never another interface: reclm has no authentication
 RELOAD_CHECK_SECONDS = 5.0
@@ -40,6 +41,8 @@ class Answers:
     def _load(self) -> None:
         stamp = self._stamp()
         lists, index = StoredLists.load(self.dataset), QueryIndex.load(self.dataset, self.encoder)
+        lists.by_user, index.linker  # noqa: B018 - built now, not by the first requests
+        segment("预热 warm-up")  # jieba loads its dictionary on first use: 1.3 s of the first Chinese request
         self.lists, self.index, self.stamp, self.loaded_at = lists, index, stamp, time.time()
 
     def fresh(self) -> "Answers":
@@ -106,9 +109,9 @@ def create_app(dataset: str, encoder):
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from reclm_dagster.encoders.registry import dataset_encoder_spec, load_encoder
+    from reclm_dagster.encoders.registry import dataset_encoder_spec, load_request_encoder
 
-    encoder = load_encoder(dataset_encoder_spec(args.dataset, args.encoder), 64, "auto")
+    encoder = load_request_encoder(dataset_encoder_spec(args.dataset, args.encoder))
     app = create_app(args.dataset, encoder)
     print(f"reclm serve: '{args.dataset}' on http://{HOST}:{args.port} (/recommend?user=, /query?q=, /health); Ctrl-C stops")
     uvicorn.run(app, host=HOST, port=args.port, log_level="warning")

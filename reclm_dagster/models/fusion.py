@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 def _finite_mask(S: np.ndarray) -> np.ndarray:
@@ -153,6 +152,8 @@ def reciprocal_rank_fusion(
         if w == 0.0:
             continue
         S = np.asarray(S, dtype=np.float64)
+        from scipy.stats import rankdata  # here, not at the top: scipy.stats costs ~1 s of a request's start-up
+
         ranks = rankdata(-S, method="average", axis=1) if tie_order is None else ordinal_ranks(S, tie_order) + 1
         term = np.where(np.isneginf(S), 0.0, w / (k + ranks))
         out = term if out is None else out + term

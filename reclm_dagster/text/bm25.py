@@ -7,6 +7,8 @@ BM25 term weights (vocab × docs), so only matching terms are ever touched.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -27,13 +29,15 @@ class BM25:
 
     def fit(self, docs: list[list[str]]) -> "BM25":
         """Index token lists; sets vocabulary_, idf_, doc_len_, avgdl_, term_freqs_."""
-        vocabulary: dict[str, int] = {}
-        rows, cols = [], []
-        for i, tokens in enumerate(docs):
-            for tok in tokens:
-                j = vocabulary.setdefault(tok, len(vocabulary))
-                rows.append(i)
-                cols.append(j)
+        import pandas as pd
+
+        # term ids in order of first appearance, hashed in one pass (a Python loop over every token
+        # took 0.4 s of a cold request on Last.fm)
+        lengths = np.fromiter((len(tokens) for tokens in docs), dtype=np.int64, count=len(docs))
+        flat = np.fromiter(itertools.chain.from_iterable(docs), dtype=object, count=int(lengths.sum()))
+        cols, terms = pd.factorize(flat) if len(flat) else (np.zeros(0, np.int64), [])
+        vocabulary: dict[str, int] = dict(zip(terms, range(len(terms))))
+        rows = np.repeat(np.arange(len(docs)), lengths)
         n_docs, n_terms = len(docs), len(vocabulary)
         # Duplicate (doc, term) entries are summed into term frequencies.
         tf = sp.csr_matrix(

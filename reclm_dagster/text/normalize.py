@@ -13,9 +13,9 @@ import re
 import threading
 import unicodedata
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from reclm_dagster.settings import ASSETS_DIR
 
@@ -63,6 +63,17 @@ SHORT_TEXT_TOKENS = 4
 
 @lru_cache(maxsize=1)
 def english_stopwords() -> frozenset[str]:
+    """scikit-learn's English list, read from its own module file: importing the sklearn package
+    (and the scipy.stats it pulls in) would cost a cold request more than a second."""
+    import importlib.util
+    import runpy
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    path = Path(spec.origin).parent / "feature_extraction" / "_stop_words.py" if spec and spec.origin else None
+    if path is not None and path.is_file():
+        return frozenset(runpy.run_path(str(path))["ENGLISH_STOP_WORDS"])
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
     return frozenset(ENGLISH_STOP_WORDS)
 
 

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from reclm_dagster.encoders.identity import cpu_supports_bf16
+from reclm_dagster.encoders.identity import cpu_supports_bf16, name_from_folder
 from reclm_dagster.encoders.transformer import (
     EncoderNotFound,
     TransformerEncoder,
-    _name_from_folder,
     default_model_path,
 )
 
@@ -91,13 +90,13 @@ def test_identity(encoder):
 def test_name_from_folder_fallbacks(tmp_path):
     folder = tmp_path / "my-encoder"
     folder.mkdir()
-    assert _name_from_folder(folder) == "my-encoder"
+    assert name_from_folder(folder) == "my-encoder"
     # A config naming a different (base) model is not trusted ...
     (folder / "config.json").write_text('{"_name_or_path": "org/base-model"}')
-    assert _name_from_folder(folder) == "my-encoder"
+    assert name_from_folder(folder) == "my-encoder"
     # ... one naming this folder is.
     (folder / "config.json").write_text('{"_name_or_path": "acme/my-encoder"}')
-    assert _name_from_folder(folder) == "acme/my-encoder"
+    assert name_from_folder(folder) == "acme/my-encoder"
 
 
 def test_num_threads_is_restored():
