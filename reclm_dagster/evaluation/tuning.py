@@ -49,12 +49,14 @@ COLD_TIE_TOLERANCE = 0.01
 def validation_signals(model, X_train, X_valid, batch_size: int = 512):
     """Every signal of the hybrid for the validation users, computed once: ``(rows, {signal: scores})``."""
     users = np.flatnonzero(np.diff(sp.csr_matrix(X_valid).indptr) > 0)
-    signals = {}
+    signals: dict[str, np.ndarray] = {}
     for start in range(0, len(users), batch_size):
         batch = model.score_signals(users[start : start + batch_size], X_train)
         for name, S in batch.items():
-            signals.setdefault(name, []).append(S.astype(np.float32))
-    return users, {name: np.concatenate(parts) for name, parts in signals.items()}
+            if name not in signals:  # filled batch by batch: no list of parts and concatenated copy
+                signals[name] = np.empty((len(users), S.shape[1]), dtype=np.float32)
+            signals[name][start : start + len(S)] = S
+    return users, signals
 
 
 class ValidationFusion:

@@ -118,6 +118,12 @@ def ease_rows(X: sp.spmatrix, side: sp.spmatrix | None = None, dense: np.ndarray
     return m
 
 
+SOLVERS = ("auto", "primal", "dual")
+# The solver an EASE built without one uses (every fit in the evaluation and the runs): the leakage
+# canary sets it to run each solver through every fit.
+DEFAULT_SOLVER = "auto"
+
+
 def ease_order(n_rows: int, n_items: int) -> int:
     """The side of the dense square EASE inverts and keeps: items, or rows when fewer (the dual)."""
     return min(n_rows, n_items)
@@ -129,13 +135,15 @@ class EASE:
     ``l2`` is λ. ``binarize=True`` (default) scores implicit feedback.
     ``dtype`` float32 halves memory; float64 is the numerically safer choice
     for tiny λ. ``solver``: ``"primal"`` inverts the items² gram; ``"dual"`` inverts the
-    rows² one (module docstring); ``"auto"`` picks the dual when there are fewer rows than items.
+    rows² one (module docstring); ``"auto"`` picks the dual when there are fewer rows than items;
+    None: ``DEFAULT_SOLVER``.
     """
 
     def __init__(self, l2: float = 200.0, dtype=np.float32, binarize: bool = True, side_weight: float = 0.0,
-                 dense_weight: float = 0.0, solver: str = "auto") -> None:
-        if solver not in ("auto", "primal", "dual"):
-            raise ValueError(f"EASE solver must be 'auto', 'primal' or 'dual', got {solver!r}")
+                 dense_weight: float = 0.0, solver: str | None = None) -> None:
+        solver = DEFAULT_SOLVER if solver is None else solver
+        if solver not in SOLVERS:
+            raise ValueError(f"EASE solver must be one of {SOLVERS}, got {solver!r}")
         self.l2 = l2
         self.dtype = dtype
         self.binarize = binarize

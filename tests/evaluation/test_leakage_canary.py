@@ -33,6 +33,7 @@ from reclm_dagster.evaluation.cold_users import REVEAL, cold_user_split
 from reclm_dagster.evaluation.offline import EvaluationProtocol, split_for
 from reclm_dagster import training
 from reclm_dagster.kg.build import user_tag_facts
+from reclm_dagster.models import ease as ease_module
 from reclm_dagster.models.hybrid import HybridConfig
 from reclm_dagster.models.large_catalogue import ENV_DENSE_MAX_ITEMS
 from reclm_dagster.training import DatasetTables, fit_hybrid
@@ -225,6 +226,17 @@ def test_no_held_out_word_reaches_the_large_catalogue_cf(tmp_path, monkeypatch):
     content, tables, *_ = planted(tmp_path / "again", "folder")
     _, fits = run_evaluation(tables, monkeypatch)
     assert {type(model.cf_).__name__ for _, model, *_ in fits} == {"SparseItemCF"}
+
+
+@pytest.mark.parametrize("solver", ["primal", "dual"])
+def test_no_held_out_word_reaches_either_ease_solver(solver, tmp_path, monkeypatch):
+    """Every dense EASE fit (main, cold users, ablations, baselines) with each solver: the dual keeps
+    the stacked rows (interactions + side features) instead of B, so it is checked on its own."""
+    monkeypatch.setattr(ease_module, "DEFAULT_SOLVER", solver)
+    assert canary_findings("lastfm", tmp_path, monkeypatch) == []
+    content, tables, *_ = planted(tmp_path / "again", "lastfm")
+    _, fits = run_evaluation(tables, monkeypatch)
+    assert {model.cf_.solver_ for _, model, *_ in fits} == {solver}
 
 
 def test_canary_fails_when_the_stored_selection_reads_every_word(tmp_path, monkeypatch):
