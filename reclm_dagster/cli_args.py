@@ -123,11 +123,9 @@ def report_error(exc: BaseException, user_errors: tuple[type[BaseException], ...
     """One line on stderr (the traceback too with --debug); the exit code for this error."""
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
-    # A missing --encoder is the user's to fix; its module is only looked up once loaded (it loads torch).
-    encoders = sys.modules.get("reclm_dagster.encoders.transformer")
-    if encoders is not None:
-        user_errors = (*user_errors, encoders.EncoderNotFound)
-    if isinstance(exc, user_errors):
+    from reclm_dagster.encoders.identity import EncoderNotFound  # no torch: the folder lookup's own module
+
+    if isinstance(exc, (*user_errors, EncoderNotFound)):  # a missing --encoder is the user's to fix
         print(f"reclm: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USER
     if isinstance(exc, KeyboardInterrupt):

@@ -5,6 +5,9 @@ shows the traceback; JSON answers stay bounded; --dataset is a name, not a path.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import duckdb
 import pandas as pd
@@ -125,3 +128,14 @@ def test_missing_encoder_is_a_user_error(home, capsys):
     assert main(["recommend", "--dataset", "tiny", "--query", "robots", "--encoder", str(home / "no-such-model")]) == 2
     err = _one_line_error(capsys)
     assert "encoder" in err and "not found" in err and "unexpected" not in err
+
+
+def test_missing_encoder_is_a_user_error_in_a_fresh_process(home):
+    """As a user meets it: a request's process never loads the torch encoder's module, where the
+    error once had to be looked up (this test, unlike the one above, can see that)."""
+    out = subprocess.run([sys.executable, "-m", "reclm_dagster.cli", "recommend", "--dataset", "tiny", "--query",
+                          "robots", "--encoder", str(home / "no-such-model")], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)
+    err = out.stderr.strip()
+    assert out.returncode == 2, err
+    assert len(err.splitlines()) == 1 and "not found" in err and "unexpected" not in err, err
