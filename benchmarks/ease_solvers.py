@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         primal, s_primal, row["primal"] = _measure(lambda: EASE(solver="primal", **kw), data.X_train, data.X_valid, side, data.popularity)
         del primal
         dual, s_dual, row["dual"] = _measure(lambda: EASE(solver="dual", **kw), data.X_train, data.X_valid, side, data.popularity)
-        row["rows"] = int(dual.R_.shape[0])
+        row["rows"] = int(dual.Rt_.shape[1])
         row["fit_speed-up"] = round(row["primal"]["fit_s"] / max(row["dual"]["fit_s"], 1e-9), 1)
         row["max_abs_score_diff"] = float(np.abs(s_primal - s_dual).max())
         out["cases"][name] = row

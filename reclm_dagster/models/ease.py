@@ -177,10 +177,10 @@ class EASE:
 
     def _fit_dual(self, R: sp.csr_matrix) -> "EASE":
         """M = (λI + R Rᵀ)⁻¹ in float64 (rows²) and λ·diag(P) = 1 - r_jᵀ M r_j per item."""
-        K = np.asarray((R.astype(np.float64) @ R.T.astype(np.float64)).toarray())
+        Rt = R.T.tocsr().astype(np.float64)  # items × rows: the only form scoring reads
+        K = np.asarray((Rt.T @ Rt).toarray())
         K[np.diag_indices_from(K)] += self.l2
         M = inverse_spd_inplace(K)
-        Rt = R.T.tocsr().astype(np.float64)
         q = np.empty(R.shape[1])
         step = max(1, _DUAL_BLOCK_CELLS // max(R.shape[0], 1))
         for s in range(0, R.shape[1], step):
@@ -189,8 +189,7 @@ class EASE:
         # λ·P_jj lies in (0, 1]; the float64 difference keeps its digits for items in many rows
         self.lam_diag_ = np.maximum(1.0 - q, np.finfo(np.float64).tiny).astype(self.dtype)
         self.M_ = M.astype(self.dtype)
-        self.R_ = R.astype(self.dtype)
-        self.Rt_ = self.R_.T.tocsr()
+        self.Rt_ = Rt.astype(self.dtype)
         self._B = None
         return self
 
@@ -198,7 +197,7 @@ class EASE:
     def B_(self) -> np.ndarray:
         """The items² weight matrix. The dual forms it only here, on request (inspection, tests)."""
         if self._B is None:
-            n = self.R_.shape[1]
+            n = self.Rt_.shape[0]
             return self._dual_scores(sp.identity(n, dtype=self.dtype, format="csr"))
         return self._B
 

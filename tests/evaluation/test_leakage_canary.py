@@ -270,7 +270,9 @@ def test_demo_no_held_out_word_reaches_any_fit(monkeypatch):
 # ---- mutations: each check above goes red when the protection it guards is removed ----------
 
 
-def test_canary_fails_when_the_held_out_mask_is_off(tmp_path, monkeypatch):
+@pytest.mark.parametrize("solver", ["auto", "dual"])
+def test_canary_fails_when_the_held_out_mask_is_off(solver, tmp_path, monkeypatch):
+    monkeypatch.setattr(ease_module, "DEFAULT_SOLVER", solver)
     monkeypatch.setattr(holdout, "held_out_description_mask", lambda d, h: np.ones(len(d), dtype=bool))
     found = canary_findings("folder", tmp_path, monkeypatch)
     assert any(f.startswith("main fit") and MAIN in f for f in found)
