@@ -74,12 +74,38 @@ def run_graph(instance, dataset: str, run_config: dict, asset_names: list[str] |
 
     selection = [dg.AssetKey(n) for n in asset_names] if asset_names else None
     if settings.deployment() == settings.LOCAL:
-        return build_definitions().resolve_job_def("reclm_full").execute_in_process(
-            instance=instance, partition_key=dataset, run_config=run_config, asset_selection=selection,
-            raise_on_error=False, tags=tags or {})
+        return execute_in_process(build_definitions().resolve_job_def("reclm_full"), instance, dataset, run_config,
+                                  selection, tags or {})
     with dg.execute_job(dg.reconstructable(reclm_full_job), instance=instance, run_config=run_config,
                         tags={**(tags or {}), "dagster/partition": dataset}, asset_selection=selection) as result:
         return result  # success, run_id and all_events need no open context
+
+
+def execute_in_process(job_def, instance, partition_key: str, run_config: dict, asset_selection, tags: dict):
+    """``JobDefinition.execute_in_process`` without keeping every step's output in memory.
+
+    Dagster's in-process execution captures each output for the result object until the run
+    ends (2.2 GB of tables by the Last.fm run's model selection); the IO manager has stored
+    them already and nothing here reads them back from the result. The public alternative,
+    ``execute_job`` with the in-process executor, caches the job definition per process, and
+    with it the DuckDB path of the first RECLM_HOME a process ran with. These private calls are
+    the ones ``execute_in_process`` makes (dagster is pinned), with capture switched off.
+    """
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.execute_in_process import (
+        core_execute_in_process,
+        merge_run_tags,
+        type_check_and_normalize_args,
+    )
+
+    run_config, _, asset_selection, _, partition_key, _ = type_check_and_normalize_args(
+        run_config=run_config, partition_key=partition_key, asset_selection=asset_selection)
+    job = job_def.as_ephemeral_job(resource_defs={}, input_values={}, asset_selection=asset_selection)
+    return core_execute_in_process(
+        job=InMemoryJob(job_def=job), run_config=run_config, instance=instance, output_capturing_enabled=False,
+        raise_on_error=False, asset_selection=frozenset(asset_selection),
+        run_tags=merge_run_tags(job_def=job_def, partition_key=partition_key, tags=tags, asset_selection=asset_selection,
+                                instance=instance, run_config=run_config))
 
 
 def _materialized(dataset: str, table: str) -> bool:

@@ -20,13 +20,16 @@ def home(demo_home, tmp_path, monkeypatch):
 
 
 def answer(encoder, *, stored: bool):
-    """A request answered with the stored index (``stored``) or with it rebuilt, and which one ran."""
+    """A request answered with the stored index (``stored``) or with it rebuilt, and whether anything
+    was rebuilt (the items' text index or the graph's entity dictionary)."""
     built = []
-    real = serving.item_text_index
+    real, real_linker = serving.item_text_index, serving.EntityLinker.__init__
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(serving, "item_text_index", lambda *a, **k: built.append(1) or real(*a, **k))
+        mp.setattr(serving.EntityLinker, "__init__", lambda self, *a, **k: built.append("linker") or real_linker(self, *a, **k))
         if not stored:
             mp.setattr(serving, "read_query_items", lambda *a, **k: None)
+            mp.setattr(serving, "read_entity_keys", lambda *a, **k: None)
         rows = serving.recommend_for_query("demo", "a funny space adventure with robots", 10, encoder, user_id="u0001")
     return rows, bool(built)
 

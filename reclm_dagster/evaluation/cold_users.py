@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from reclm_dagster.evaluation.protocol import evaluate, metric_rows
+from reclm_dagster.models.fusion import zscore_rows
 from reclm_dagster.models.hybrid import HybridConfig, UserText
 from reclm_dagster.models.large_catalogue import cf_for_catalogue
 from reclm_dagster.models.neighbors import Popularity
@@ -163,14 +164,27 @@ def cold_user_evaluation(
         model.user_text_ = texts[n]
         return model.scorer("hybrid", histories[n])
 
-    tuning = []
-    for c in half_lives or (config.short_history_half_life,):
-        for p in popularity_grid:
+    # The signals do not depend on the prior (p, c): scored once per revealed n, re-fused per setting.
+    priors = [(c, p) for c in half_lives or (config.short_history_half_life,) for p in popularity_grid]
+    valid_ndcg: dict[tuple[float, float], dict[int, float]] = {s: {} for s in priors}
+    for n in protocol.reveal:
+        model.user_text_ = texts[n]
+        signals_of: dict[bytes, dict] = {}
+
+        def refused(rows, n=n, signals_of=signals_of):
+            if (key := rows.tobytes()) not in signals_of:  # z-scored once, as fuse would each time
+                signals = model.score_with_signals(rows, histories[n], rerank=False)[1]
+                signals_of[key] = {name: zscore_rows(S) for name, S in signals.items()}
+            return model.fuse(signals_of[key], model.history_length(rows, histories[n]), zscored=True)
+
+        for c, p in priors:
             model.config = replace(config, short_history_popularity=p, short_history_half_life=c)
-            per_n = run(hybrid_for, "valid", k=(10,))
-            tuning.append({"short_history_half_life": c, "short_history_popularity": p,
-                           "ndcg@10": float(np.nanmean([r["ndcg@10"] for r in per_n.values()])),
-                           **{f"ndcg@10_n{n}": r["ndcg@10"] for n, r in per_n.items()}})
+            res = evaluate(refused, matrix.X, X_target["valid"], histories[n], ks=(10,), item_popularity=popularity)
+            valid_ndcg[(c, p)][n] = res["ndcg@10"]
+        del signals_of
+    tuning = [{"short_history_half_life": c, "short_history_popularity": p,
+               "ndcg@10": float(np.nanmean(list(per_n.values()))), **{f"ndcg@10_n{n}": v for n, v in per_n.items()}}
+              for (c, p), per_n in valid_ndcg.items()]
     tuning = pd.DataFrame(tuning)
     best = tuning.loc[tuning.groupby("short_history_half_life", sort=False)["ndcg@10"].idxmax()]
     p_for = dict(zip(best["short_history_half_life"].astype(float), best["short_history_popularity"].astype(float)))

@@ -41,17 +41,15 @@ def mmr_scorer(score_fn, history: sp.csr_matrix, item_entity: sp.spmatrix, lambd
     return scores
 
 
-def top_lists(score_fn, users: np.ndarray, history: sp.csr_matrix, k: int = 10, batch_size: int = 512) -> list[np.ndarray]:
-    """Each user's top-``k`` unconsumed items under ``score_fn``."""
+def list_diversity(score_fns: dict, users: np.ndarray, history: sp.csr_matrix, item_entity: sp.spmatrix, k: int = 10,
+                   batch_size: int = 512) -> dict[str, float]:
+    """``ild@k`` of each scorer: intra-list diversity of the users' top-``k`` unconsumed items over item
+    entities. The scorers see each batch of users in turn, so they may share one batch's scores."""
     history = sp.csr_matrix(history)
-    lists = []
+    lists: dict[str, list[np.ndarray]] = {name: [] for name in score_fns}
     for start in range(0, len(users), batch_size):
         rows = users[start : start + batch_size]
-        idx, _ = topk(np.asarray(score_fn(rows), np.float32), k, exclude=history[rows])
-        lists += [row[row >= 0] for row in idx]
-    return lists
-
-
-def list_diversity(score_fn, users: np.ndarray, history: sp.csr_matrix, item_entity: sp.spmatrix, k: int = 10) -> float:
-    """``ild@k``: intra-list diversity of the users' top-``k`` lists over item entities."""
-    return intra_list_diversity(top_lists(score_fn, users, history, k), item_entity)
+        for name, score_fn in score_fns.items():
+            idx, _ = topk(np.asarray(score_fn(rows), np.float32), k, exclude=history[rows])
+            lists[name] += [row[row >= 0] for row in idx]
+    return {name: intra_list_diversity(top, item_entity) for name, top in lists.items()}

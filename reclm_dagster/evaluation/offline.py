@@ -25,7 +25,7 @@ from reclm_dagster.evaluation.diversity import list_diversity, mmr_scorer
 from reclm_dagster.evaluation.holdout import (  # noqa: F401 — EvaluationProtocol and the masks are imported from here
     METHODS, EvaluationProtocol, before_cut_mask, held_out_description_mask, prepare_split, require_evaluable_users, split_for,
 )
-from reclm_dagster.evaluation.protocol import evaluate, metric_rows
+from reclm_dagster.evaluation.protocol import evaluate, evaluate_many, metric_rows
 from reclm_dagster.evaluation.selection import HybridSelection, apply_selection, select_on_split, selection_fingerprint
 from reclm_dagster.evaluation.split import SplitCounts
 from reclm_dagster.evaluation.tuning import TUNING_METRIC
@@ -123,20 +123,18 @@ def offline_evaluation(
     reranker_report = selection.reranker_report
 
     rows = []
-    for name in models:
-        result = evaluate(
-            model.scorer(name, history),
-            train_X=X_train,
-            test_X=X_test,
-            exclude_X=history,
-            ks=protocol.ks,
-            cold_items=cold,
-            item_popularity=popularity,
-            progress=progress,
-        )
+    scorers = batch_scorers(model, history, models)  # one batch's signals serve every name
+    diverse = protocol.mmr_lambda is not None and model.kg_ is not None and "hybrid" in models
+    if diverse:  # KG-aware MMR over the hybrid's top 50, reported beside it with both lists' ild@10
+        scorers["hybrid_mmr"] = mmr_scorer(scorers["hybrid"], history, model.kg_["E"], lambda_=protocol.mmr_lambda)
+    results = evaluate_many(scorers, train_X=X_train, test_X=X_test, exclude_X=history,
+                            ks=protocol.ks, cold_items=cold, item_popularity=popularity, progress=progress)
+    for name, result in results.items():
         rows += metric_rows(name, result)
-    if protocol.mmr_lambda is not None and model.kg_ is not None and "hybrid" in models:
-        rows += _diversity_rows(model, history, X_train, X_test, protocol, cold, popularity, progress)
+    if diverse:
+        users = np.flatnonzero(np.diff(sp.csr_matrix(X_test).indptr) > 0)
+        ild = list_diversity({n: scorers[n] for n in ("hybrid_mmr", "hybrid")}, users, history, model.kg_["E"])
+        rows += [(name, "all", "ild@10", value) for name, value in ild.items()]
     laps("test scoring")
     ablation, finetuned = AblationResult(), None
     if protocol.ablations and tuned and "hybrid" in models:
@@ -174,18 +172,28 @@ def offline_evaluation(
     )
 
 
-def _diversity_rows(model, history, X_train, X_test, protocol, cold, popularity, progress):
-    """``hybrid_mmr`` (KG-aware MMR over the hybrid's top 50) and ``ild@10`` of both lists."""
-    E = model.kg_["E"]
-    hybrid = model.scorer("hybrid", history)
-    mmr = mmr_scorer(hybrid, history, E, lambda_=protocol.mmr_lambda)
-    result = evaluate(mmr, train_X=X_train, test_X=X_test, exclude_X=history, ks=protocol.ks, cold_items=cold,
-                      item_popularity=popularity, progress=progress)
-    users = np.flatnonzero(np.diff(sp.csr_matrix(X_test).indptr) > 0)
-    rows = metric_rows("hybrid_mmr", result)
-    rows.append(("hybrid_mmr", "all", "ild@10", list_diversity(mmr, users, history, E)))
-    rows.append(("hybrid", "all", "ild@10", list_diversity(hybrid, users, history, E)))
-    return rows
+def batch_scorers(model, history, names) -> dict:
+    """``{name: score_fn}`` for ``evaluate_many``: the hybrid, its fusion and its signals, each batch of users
+    scored once (signals, fusion, re-ranking) and shared by every name — the values ``model.scorer`` gives."""
+    last: dict = {}
+
+    def scored(rows):
+        if last.get("rows") is None or not np.array_equal(last["rows"], rows):
+            final, signals = model.score_with_signals(rows, history)
+            last.update(rows=rows, final=final, signals=signals)
+        return last
+
+    def scorer(name):
+        if name == "hybrid":
+            return lambda rows: scored(rows)["final"]
+        if name == "fusion":
+            return lambda rows: model.fuse(scored(rows)["signals"], model.history_length(rows, history))
+        def signal(rows):
+            signals = scored(rows)["signals"]
+            return signals[name] if name in signals else model.scorer(name, history)(rows)
+        return signal
+
+    return {name: scorer(name) for name in names}
 
 
 def evaluate_baselines(

@@ -46,9 +46,14 @@ COLD_BOOST_GRID = (0.5, 1.0, 2.0)
 COLD_TIE_TOLERANCE = 0.01
 
 
+def validation_users(X_valid) -> np.ndarray:
+    """Rows of the users with at least one validation interaction."""
+    return np.flatnonzero(np.diff(sp.csr_matrix(X_valid).indptr) > 0)
+
+
 def validation_signals(model, X_train, X_valid, batch_size: int = 512):
     """Every signal of the hybrid for the validation users, computed once: ``(rows, {signal: scores})``."""
-    users = np.flatnonzero(np.diff(sp.csr_matrix(X_valid).indptr) > 0)
+    users = validation_users(X_valid)
     signals: dict[str, np.ndarray] = {}
     for start in range(0, len(users), batch_size):
         batch = model.score_signals(users[start : start + batch_size], X_train)
@@ -158,17 +163,22 @@ def attach_reranker(model, X_train, X_valid, popularity, seed: int = 0) -> dict[
     of fitting propagates.
     """
     config = RerankerConfig(seed=seed)
-    users, signals = validation_signals(model, X_train, X_valid)
+    users = validation_users(X_valid)
     if len(users) < RERANKER_MIN_USERS:
         return {"skipped": f"only {len(users)} validation users (< {RERANKER_MIN_USERS})"}
     roles = split_validation_users(len(users), config)
     if roles.decide.sum() < 2:  # no paired z on fewer
         return {"skipped": f"only {int(roles.decide.sum())} validation users to decide on", **roles.sizes()}
-    fused = model.fuse(signals, model.history_length(users, X_train))
     X_train, X_valid = sp.csr_matrix(X_train), sp.csr_matrix(X_valid)
+    lengths = model.history_length(users, X_train)
+
+    def score_batch(rows: slice):  # the signals of one batch of users at a time, never all of them
+        signals = model.score_signals(users[rows], X_train)
+        return signals, model.fuse(signals, lengths[rows])
+
     try:
-        reranker = LearnedReranker(config).fit(
-            signals, fused, X_train[users], X_valid[users], model.user_said(users),
+        reranker = LearnedReranker(config).fit_batches(
+            score_batch, X_train[users], X_valid[users], model.user_said(users),
             holdout=roles.early_stop, train=roles.train, item_popularity=popularity,
         )
     except NotEnoughRerankerData as e:

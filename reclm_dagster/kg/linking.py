@@ -191,6 +191,37 @@ class EntityLinker:
         self._concept_vectors: np.ndarray | None = None
         self._reads_cjk: bool | None = None
 
+    # ------------------------------------------------------------------ stored dictionary
+    def key_table(self) -> pd.DataFrame:
+        """The dictionary as rows (key, units, entity_id, method, entity_type, name), in match order:
+        ``from_key_table`` rebuilds the dictionary pass without normalising every entity again."""
+        rows = [(key, eid, method) for key, hits in self._lookup.items() for eid, method in hits]
+        keys = pd.DataFrame(rows, columns=["key", "entity_id", "method"])
+        keys.insert(1, "units", np.array([len(_units(k)) for k in keys["key"]], np.int32))
+        keys["entity_type"] = keys["entity_id"].map(self.etype)
+        keys["name"] = keys["entity_id"].map(self.name)
+        keys["position"] = np.arange(len(keys), dtype=np.int64)  # match order survives any storage
+        return keys
+
+    @classmethod
+    def from_key_table(cls, keys: pd.DataFrame, threshold: float = 0.65, max_chunk_units: int = 6) -> "EntityLinker":
+        """A dictionary-only linker (no encoder: no embedding pass) from ``key_table``'s rows —
+        what a request needs, in tens of milliseconds instead of rebuilding the index."""
+        self = cls.__new__(cls)
+        self.encoder, self.threshold, self.max_chunk_units = None, float(threshold), int(max_chunk_units)
+        self._stop = frozenset()  # read by the embedding pass only, which needs an encoder
+        keys = keys.sort_values("position", kind="stable") if "position" in keys else keys
+        ids = keys["entity_id"].astype(str).to_numpy()
+        self.name = dict(zip(ids, keys["name"].astype(str)))
+        self.etype = dict(zip(ids, keys["entity_type"].astype(str)))
+        lookup: dict[str, list[tuple[str, str]]] = {}
+        for key, eid, method in zip(keys["key"].astype(str), ids, keys["method"].astype(str)):
+            lookup.setdefault(key, []).append((eid, method))
+        self._lookup = lookup
+        self._max_units = int(keys["units"].max()) if len(keys) else 0
+        self._concept_ids, self._concept_vectors, self._reads_cjk = [], None, None
+        return self
+
     # ------------------------------------------------------------------ dictionary pass
     def _dictionary(self, text: str) -> list[Mention]:
         norm, origin = normalize_with_offsets(text)

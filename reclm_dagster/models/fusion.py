@@ -20,15 +20,17 @@ def zscore_rows(S: np.ndarray, min_std: float = 0.0, dtype=np.float32) -> np.nda
     """(s - mean) / std per row over finite entries (computed in float64, returned as ``dtype``);
     rows whose std is at most ``min_std`` (constant rows) become 0; non-finite entries -inf."""
     S = np.asarray(S, dtype=np.float64)
-    m = _finite_mask(S)
-    if m.all():  # the common case (raw signals): the same arithmetic without the masking copies
-        mean = S.sum(axis=1, keepdims=True) / max(S.shape[1], 1)
-        D = S - mean
-        std = np.sqrt((D * D).sum(axis=1, keepdims=True) / max(S.shape[1], 1))
+    n = max(S.shape[1], 1)
+    total = S.sum(axis=1, keepdims=True)
+    if np.isfinite(total).all():  # no inf or nan in any row (the common case): no mask, one working copy
+        D = S - total / n
+        std = np.sqrt((D * D).sum(axis=1, keepdims=True) / n)
         flat = std <= min_std
         D /= np.where(flat, 1.0, std)
-        D[np.broadcast_to(flat, D.shape)] = 0.0
+        if flat.any():
+            D[flat[:, 0]] = 0.0
         return D.astype(dtype)
+    m = _finite_mask(S)
     cnt = np.maximum(m.sum(axis=1, keepdims=True), 1)
     Z = np.where(m, S, 0.0)
     mean = Z.sum(axis=1, keepdims=True) / cnt
@@ -117,11 +119,34 @@ def linear_fusion(
         w = float(weights.get(name, 0.0))
         if w == 0.0:
             continue
+        term = w * _normalised(norm, S, min_std, dtype)
+        if out is None:
+            out = term
+        else:
+            out += term
+    if out is None:
+        out = np.zeros(np.shape(next(iter(score_dict.values()))))
+    out = out.astype(dtype, copy=False)
+    # A finite sum had only finite terms: what is left to mark is what a weight-0 source excluded.
+    # Anything else (an excluded item, a nan) takes the masked sum below, entry by entry as before.
+    if np.isfinite(out).all():
+        zero_weight = {n: S for n, S in score_dict.items() if float(weights.get(n, 0.0)) == 0.0}
+        if zero_weight:
+            out[_excluded_anywhere(zero_weight)] = -np.inf
+        return out
+    return _masked_fusion(score_dict, weights, norm, dtype, min_std)
+
+
+def _masked_fusion(score_dict, weights, norm, dtype, min_std) -> np.ndarray:
+    """``linear_fusion`` with excluded entries: each term's -inf counts as 0, then any excluded item is -inf."""
+    out = None
+    for name, S in score_dict.items():
+        w = float(weights.get(name, 0.0))
+        if w == 0.0:
+            continue
         N = _normalised(norm, S, min_std, dtype)
         term = w * np.where(np.isneginf(N), 0.0, N)
         out = term if out is None else out + term
-    if out is None:
-        out = np.zeros(np.shape(next(iter(score_dict.values()))))
     out = out.astype(dtype)
     out[_excluded_anywhere(score_dict)] = -np.inf
     return out

@@ -269,7 +269,8 @@ class HybridRecommender:
         ``zscored``: the signals are already ``zscore_rows`` of the raw ones (a tuning grid z-scores once)."""
         weights = {k: w for k, w in self.config.weights.items() if k in signals and w != 0 and k != COLD_BOOST}
         if weights:
-            fused = linear_fusion({k: signals[k] for k in weights}, weights, norm=None if zscored else "zscore") + self.tie_break_
+            fused = linear_fusion({k: signals[k] for k in weights}, weights, norm=None if zscored else "zscore")
+            fused += self.tie_break_  # a new array: added in place
         else:
             fused = np.zeros_like(next(iter(signals.values()))) + self.tie_break_
         boost = self.config.weights.get(COLD_BOOST, 0.0)
@@ -283,7 +284,7 @@ class HybridRecommender:
             # halves every c interactions: strong for 1-3, gone for the long histories CF serves well
             # (c/(c+n) with c = 3 still added 1.1 z-units of popularity at n = 40 with p = 16, below CF alone)
             fade = np.exp2(-np.asarray(history_length, np.float32) / self.config.short_history_half_life)
-            fused = fused + (p * fade)[:, None] * self.popularity_z_[None, :]
+            fused += (p * fade)[:, None] * self.popularity_z_[None, :]
         return fused
 
     @staticmethod

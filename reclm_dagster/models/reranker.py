@@ -164,6 +164,14 @@ class LearnedReranker:
         keep/drop decision is made on. Raises ``NotEnoughRerankerData`` when either set has no
         user with a candidate hit.
         """
+        return self.fit_batches(lambda sl: ({k: v[sl] for k, v in signals.items()}, fused[sl]), history, labels,
+                                user_said, holdout, item_popularity, n_jobs=n_jobs, batch_size=batch_size, train=train)
+
+    def fit_batches(self, score_batch, history: sp.csr_matrix, labels: sp.csr_matrix, user_said: np.ndarray,
+                    holdout: np.ndarray, item_popularity: np.ndarray, n_jobs: int | None = None,
+                    batch_size: int = 512, train: np.ndarray | None = None) -> "LearnedReranker":
+        """``fit`` with the scores made batch by batch: ``score_batch(rows slice) -> (signals, fused)``,
+        so only one batch of users × items scores is ever held (the rest as in ``fit``)."""
         import lightgbm
 
         holdout = np.asarray(holdout, bool)
@@ -174,13 +182,13 @@ class LearnedReranker:
         history, labels = sp.csr_matrix(history), sp.csr_matrix(labels)
         parts = {True: ([], [], []), False: ([], [], [])}  # holdout? -> (X, y, group sizes)
         members = {True: holdout, False: train}
-        for start in range(0, fused.shape[0], batch_size):
+        for start in range(0, history.shape[0], batch_size):
             sl = slice(start, start + batch_size)
-            sig = {k: v[sl] for k, v in signals.items()}
-            rows, items = self.features_.candidates(fused[sl], sig.get("text"), history[sl])
-            X = self.features_.features(sig, fused[sl], rows, items, history[sl], user_said[sl])
+            sig, fused = score_batch(sl)
+            rows, items = self.features_.candidates(fused, sig.get("text"), history[sl])
+            X = self.features_.features(sig, fused, rows, items, history[sl], user_said[sl])
             y = np.asarray(labels[sl][rows, items]).ravel() > 0
-            n = fused[sl].shape[0]
+            n = fused.shape[0]
             sizes = np.bincount(rows, minlength=n)
             has_pos = np.bincount(rows[y], minlength=n) > 0  # only users with a hit teach anything
             for flag in (True, False):
@@ -189,6 +197,7 @@ class LearnedReranker:
                 parts[flag][0].append(X[take])
                 parts[flag][1].append(y[take].astype(np.int32))
                 parts[flag][2].append(sizes[keep])
+            del sig, fused, X  # one batch's scores at a time
         (Xf, yf, gf), (Xh, yh, gh) = ([np.concatenate(p) for p in parts[f]] for f in (False, True))
         if not len(gf) or not len(gh):
             raise NotEnoughRerankerData("not enough validation users with a candidate hit to train the re-ranker")

@@ -16,8 +16,7 @@ def test_mmr_pushes_an_unlike_item_up_and_raises_list_diversity():
     order = np.argsort(-mmr(np.array([0]))[0])
     assert order[0] == 0 and order[1] == 3  # the different item comes second
     users = np.array([0])
-    assert list_diversity(mmr, users, history, E, k=2) == 1.0
-    assert list_diversity(plain, users, history, E, k=2) == 0.0
+    assert list_diversity({"mmr": mmr, "plain": plain}, users, history, E, k=2) == {"mmr": 1.0, "plain": 0.0}
     # lambda 1 keeps the relevance order
     same = mmr_scorer(plain, history, E, lambda_=1.0, n_candidates=4, k=4)
     assert list(np.argsort(-same(np.array([0]))[0])) == [0, 1, 2, 3]

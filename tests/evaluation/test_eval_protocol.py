@@ -68,3 +68,29 @@ def test_evaluate_without_exclusion_counts_repeat_items_and_batches_agree():
 def test_evaluate_rejects_wrong_score_shape():
     with pytest.raises(ValueError):
         evaluate(lambda rows: np.zeros((len(rows), 4)), TRAIN, TEST, TRAIN, ks=(2,))
+
+
+def test_evaluate_many_equals_one_evaluate_per_scorer_even_when_scorers_share_arrays():
+    """One pass over the user batches for several scorers gives each exactly ``evaluate``'s result;
+    a scorer handing out an array another scorer reads again is not masked in place under it."""
+    import scipy.sparse as sp
+
+    from reclm_dagster.evaluation.protocol import evaluate, evaluate_many
+
+    rng = np.random.default_rng(4)
+    X_train = sp.csr_matrix((rng.random((40, 30)) < 0.2).astype(np.float32))
+    X_test = sp.csr_matrix(((rng.random((40, 30)) < 0.2) & (X_train.toarray() == 0)).astype(np.float32))
+    A, B = rng.normal(size=(40, 30)).astype(np.float32), rng.normal(size=(40, 30)).astype(np.float32)
+    shared = {}
+
+    def raw(rows):  # the same array for every call on a batch, as a per-batch cache returns it
+        return shared.setdefault(rows.tobytes(), A[rows])
+
+    from reclm_dagster.models.fusion import zscore_rows
+
+    fns = {"a": raw, "a+b": lambda rows: zscore_rows(raw(rows)) + B[rows], "b": lambda rows: B[rows]}
+    together = evaluate_many(fns, X_train, X_test, X_train, ks=(5, 10), batch_size=16, cold_items=X_train.sum(0).A1 <= 8)
+    for name, fn in {"a": lambda r: A[r], "a+b": lambda r: zscore_rows(A[r]) + B[r], "b": lambda r: B[r]}.items():
+        alone = evaluate(fn, X_train, X_test, X_train, ks=(5, 10), batch_size=16, cold_items=X_train.sum(0).A1 <= 8)
+        assert together[name] == alone and alone["cold"]["n_users"] > 0
+    assert together["a"] != together["b"]

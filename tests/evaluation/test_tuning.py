@@ -77,14 +77,14 @@ def test_reranker_decision_users_neither_trained_nor_early_stopped_the_ranker(mo
     from reclm_dagster.models.reranker import LearnedReranker
 
     seen: dict[str, np.ndarray] = {}
-    real_signals, real_fit, real_ndcg = tuning.validation_signals, LearnedReranker.fit, tuning.per_user_ndcg
+    real_users, real_fit, real_ndcg = tuning.validation_users, LearnedReranker.fit_batches, tuning.per_user_ndcg
 
-    def spy_signals(*args, **kwargs):
-        seen["users"], signals = real_signals(*args, **kwargs)
-        return seen["users"], signals
+    def spy_users(*args, **kwargs):
+        seen["users"] = real_users(*args, **kwargs)
+        return seen["users"]
 
     def spy_fit(self, *args, **kwargs):
-        holdout = np.asarray(kwargs["holdout"] if "holdout" in kwargs else args[5], bool)
+        holdout = np.asarray(kwargs["holdout"] if "holdout" in kwargs else args[4], bool)
         train = kwargs.get("train")
         seen["early_stop"] = seen["users"][holdout]
         seen["train"] = seen["users"][~holdout if train is None else np.asarray(train, bool)]
@@ -94,8 +94,8 @@ def test_reranker_decision_users_neither_trained_nor_early_stopped_the_ranker(mo
         seen.setdefault("decide", users)
         return real_ndcg(score_fn, X_target, exclude, users, *args, **kwargs)
 
-    monkeypatch.setattr(tuning, "validation_signals", spy_signals)
-    monkeypatch.setattr(LearnedReranker, "fit", spy_fit)
+    monkeypatch.setattr(tuning, "validation_users", spy_users)
+    monkeypatch.setattr(LearnedReranker, "fit_batches", spy_fit)
     monkeypatch.setattr(tuning, "per_user_ndcg", spy_ndcg)
     model, X_train, X_valid, popularity = _validation_task()
     report = tuning.attach_reranker(model, X_train, X_valid, popularity, seed=3)
@@ -200,3 +200,27 @@ def test_a_cf_refit_for_another_side_weight_equals_a_fresh_fit_at_it():
     for name, S in fresh.score_signals(users, matrix.X).items():
         np.testing.assert_array_equal(refit.score_signals(users, matrix.X)[name], S, err_msg=name)
     assert at_half.cf_.side_weight == 0.5  # the copy's refit left the original alone
+
+
+def test_reranker_scored_batch_by_batch_is_the_ranker_fitted_on_all_validation_signals():
+    """``attach_reranker`` never holds every validation user's signals, yet trains the very ranker
+    ``LearnedReranker.fit`` trains on them (batches smaller than the users, so the stream is real)."""
+    from reclm_dagster.evaluation import tuning
+    from reclm_dagster.models.reranker import LearnedReranker, RerankerConfig, split_validation_users
+
+    model, X_train, X_valid, popularity = _validation_task(n_users=700)
+    users, signals = tuning.validation_signals(model, X_train, X_valid)
+    config = RerankerConfig(seed=3)
+    roles = split_validation_users(len(users), config)
+    whole = LearnedReranker(config).fit(signals, model.fuse(signals), X_train[users], X_valid[users],
+                                        model.user_said(users), holdout=roles.early_stop, train=roles.train,
+                                        item_popularity=popularity, batch_size=256)
+    calls = []
+    real = model.score_signals
+    model.score_signals = lambda rows, X: calls.append(len(rows)) or real(rows, X)
+    streamed = LearnedReranker(config).fit_batches(
+        lambda sl: (s := model.score_signals(users[sl], X_train), model.fuse(s)), X_train[users], X_valid[users],
+        model.user_said(users), holdout=roles.early_stop, train=roles.train, item_popularity=popularity,
+        batch_size=256)
+    assert max(calls) == 256 and sum(calls) == len(users)
+    assert streamed.to_model_string() == whole.to_model_string()

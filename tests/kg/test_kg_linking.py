@@ -224,3 +224,19 @@ def test_linker_embeds_through_the_one_cache_class(entities):
     EntityLinker(entities, encoder=CachedEncoder(inner, con), threshold=0.8).link(text)
     assert len(inner.calls) == n_calls  # every text came from the cache
     assert not hasattr(linking, "CachedEncoder")
+
+
+def test_a_linker_from_its_stored_key_table_links_every_text_alike(entities):
+    """``from_key_table(key_table())`` (what a request reads instead of rebuilding the index) gives the
+    same mentions, names and types; the rows may come back in any order (a store does not keep it)."""
+    texts = ["space opera by Christopher Nolan", "sci-fi drama", "BEYONCE and Beyoncé", "toy story",
+             "这款手机电池续航能力强，拍照效果好", "Drama in space", "the up", ""]
+    built = EntityLinker(entities)
+    keys = built.key_table()
+    assert {"key", "units", "entity_id", "method", "entity_type", "name", "position"} <= set(keys.columns)
+    read = EntityLinker.from_key_table(keys.sample(frac=1.0, random_state=0))  # shuffled, as storage may return it
+    for text in texts:
+        assert read.mention_rows(read.link(text)) == built.mention_rows(built.link(text)), text
+    assert any(read.link(t) for t in texts)  # the comparison is not between two empty linkers
+    reordered = EntityLinker.from_key_table(keys.assign(position=keys["position"].to_numpy()[::-1]))
+    assert _links(reordered, "Drama") != _links(built, "Drama")  # the stored match order is what orders ties

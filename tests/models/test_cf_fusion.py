@@ -72,3 +72,24 @@ def test_rrf_hand_computed_ties_and_exclusion():
     a2[0, 0] = NEG
     out2 = reciprocal_rank_fusion({"a": a2, "b": b}, k=1)
     assert np.isneginf(out2[0, 0]) and np.isfinite(out2[0, 1:]).all()
+
+
+@pytest.mark.parametrize("norm", ["zscore", "minmax", None])
+def test_linear_fusion_sums_without_masks_exactly_as_the_masked_sum(norm):
+    """The unmasked sum (all terms finite) and the entry-by-entry masked one agree bit for bit,
+    including an item only a weight-0 source excluded, negative weights, nan and -inf entries."""
+    from reclm_dagster.models.fusion import _masked_fusion
+
+    rng = np.random.default_rng(3)
+    signals = {n: rng.normal(size=(7, 40)).astype(np.float32) for n in "abc"}
+    cases = [{"a": 1.0, "b": 0.25, "c": 0.5}, {"a": 1.0, "b": -0.5, "c": 0.0}]
+    for weights in cases:
+        for poke in (None, ("c", NEG), ("a", NEG), ("b", np.nan)):
+            S = {n: v.copy() for n, v in signals.items()}
+            if poke:
+                S[poke[0]][2, 5] = poke[1]
+            fast = linear_fusion(S, weights, norm=norm)
+            exact = _masked_fusion(S, weights, norm, np.float32, 0.0)
+            np.testing.assert_array_equal(fast, exact)
+            if poke and np.isneginf(poke[1]):
+                assert np.isneginf(fast[2, 5])  # excluded by any source, weighted or not
