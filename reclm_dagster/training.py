@@ -24,10 +24,17 @@ from reclm_dagster.text.documents import text_corpus
 from reclm_dagster.text.normalize import segment
 
 
-def _encode_unique(texts: pd.Series, encoder) -> np.ndarray:
-    """Vectors of ``texts`` (one row each), every distinct text encoded once."""
-    unique = pd.unique(texts)
-    return np.asarray(encoder.encode(list(unique)), np.float32)[pd.Index(unique).get_indexer(texts)]
+class _UniqueVectors:
+    """Vectors of ``texts``, every distinct text encoded once; ``rows(positions)`` gives the vectors of
+    those texts without first expanding all of them (a 1024-d words-as-ids corpus is 0.8 GB per copy)."""
+
+    def __init__(self, texts: pd.Series, encoder):
+        unique = pd.unique(texts)
+        self.vectors = np.asarray(encoder.encode(list(unique)), np.float32)
+        self.of_text = pd.Index(unique).get_indexer(texts)
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        return self.vectors[self.of_text[positions]].reshape(len(positions), self.vectors.shape[1])
 
 
 def stored_loader_version(con: duckdb.DuckDBPyConnection, schema: str) -> int | None:
@@ -96,19 +103,18 @@ class DatasetTables:
     def with_encoder(self, encoder) -> "DatasetTables":
         """The same tables with every text re-encoded by ``encoder`` (tokens unchanged)."""
         corpus = text_corpus(self.items, self.facts, self.descriptions)
-        vectors = _encode_unique(corpus["text"], encoder)
+        vectors = _UniqueVectors(corpus["text"], encoder)
         is_item = (corpus["source"] == "item").to_numpy()
         item_pos = pd.Index(corpus["id"][is_item]).get_indexer(self.items["item_id"].astype(str))
-        return replace(self, item_vectors=vectors[np.flatnonzero(is_item)[item_pos]],
-                       description_vectors=vectors[np.flatnonzero(~is_item)].reshape(int((~is_item).sum()), vectors.shape[1]),
-                       encoder_version=encoder.version)
+        return replace(self, item_vectors=vectors.rows(np.flatnonzero(is_item)[item_pos]),
+                       description_vectors=vectors.rows(np.flatnonzero(~is_item)), encoder_version=encoder.version)
 
     @classmethod
     def from_dataset(cls, dataset, encoder) -> "DatasetTables":
         """The same tables from a loaded ``Dataset`` in memory (no DuckDB): the text assets'
         documents, segmented and encoded by ``encoder`` (anything with ``encode`` and ``version``)."""
         corpus = text_corpus(dataset.items, dataset.facts, dataset.descriptions)
-        vectors = _encode_unique(corpus["text"], encoder)
+        vectors = _UniqueVectors(corpus["text"], encoder)
         unique = pd.unique(corpus["text"])
         words = [segment(t) for t in unique]
         tokens = [list(words[i]) for i in pd.Index(unique).get_indexer(corpus["text"])]
@@ -117,8 +123,8 @@ class DatasetTables:
         items_idx, desc_idx = np.flatnonzero(is_item)[item_pos], np.flatnonzero(~is_item)
         return cls(
             items=dataset.items, interactions=dataset.interactions, descriptions=dataset.descriptions.reset_index(drop=True),
-            facts=dataset.facts, item_vectors=vectors[items_idx], item_tokens=[tokens[i] for i in items_idx],
-            description_vectors=vectors[desc_idx].reshape(len(desc_idx), vectors.shape[1]),
+            facts=dataset.facts, item_vectors=vectors.rows(items_idx), item_tokens=[tokens[i] for i in items_idx],
+            description_vectors=vectors.rows(desc_idx),
             description_tokens=[tokens[i] for i in desc_idx], encoder_version=encoder.version,
         )
 
