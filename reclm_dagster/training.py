@@ -175,8 +175,8 @@ def with_text_from(model: HybridRecommender, tables: DatasetTables, users: np.nd
     idx = np.flatnonzero(model.description_mask_)
     clone = copy.copy(model)
     clone.item_vectors_, _ = item_text_index(tables, items, model.config, idx)
-    built = UserText.build(users, tables.descriptions.iloc[idx], tables.description_vectors[idx],
-                           [tables.description_tokens[i] for i in idx], model.config.negative_weight)
+    built = UserText.build(users, tables.descriptions.iloc[idx], tables.description_vectors,
+                           [tables.description_tokens[i] for i in idx], model.config.negative_weight, positions=idx)
     clone.user_text_ = replace(model.user_text_, vectors=built.vectors)
     clone.reranker_ = None
     return clone
@@ -186,7 +186,8 @@ def item_text_index(tables: DatasetTables, items: np.ndarray, config: HybridConf
     """Item vectors and tokens: the catalogue entry plus what the kept descriptions say about each item."""
     keep = np.arange(len(tables.descriptions)) if keep is None else keep
     descriptions = tables.descriptions.iloc[keep]
-    vectors = item_text_vectors(items, tables.item_vectors, descriptions, tables.description_vectors[keep], config.said_share)
+    vectors = item_text_vectors(items, tables.item_vectors, descriptions, tables.description_vectors, config.said_share,
+                                positions=keep)
     tokens = item_text_tokens(items, tables.item_tokens, descriptions, [tables.description_tokens[i] for i in keep])
     return vectors, tokens
 

@@ -149,8 +149,8 @@ def cold_user_evaluation(
     texts = {}
     for n in protocol.reveal:
         keep = np.flatnonzero(words(n))
-        texts[n] = UserText.build(matrix.users, tables.descriptions.iloc[keep], tables.description_vectors[keep],
-                                  [tables.description_tokens[i] for i in keep], config.negative_weight)
+        texts[n] = UserText.build(matrix.users, tables.descriptions.iloc[keep], tables.description_vectors,
+                                  [tables.description_tokens[i] for i in keep], config.negative_weight, positions=keep)
 
     def run(score_for: Callable, role: str, reveal: Sequence[int] = protocol.reveal, k: Sequence[int] = ks) -> dict:
         out = {}
@@ -206,8 +206,8 @@ def cold_user_evaluation(
     # description's item), plus their words about items they never consumed — and are scored
     # on the same test items. Hybrid vs its text-only signals: the encoder, BM25.
     said = np.flatnonzero(words(first_test))
-    onboarding_text = UserText.build(matrix.users, tables.descriptions.iloc[said], tables.description_vectors[said],
-                                     [tables.description_tokens[i] for i in said], config.negative_weight)
+    onboarding_text = UserText.build(matrix.users, tables.descriptions.iloc[said], tables.description_vectors,
+                                     [tables.description_tokens[i] for i in said], config.negative_weight, positions=said)
 
     def onboarded(signal):
         def score_for(n):

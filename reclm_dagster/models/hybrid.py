@@ -30,7 +30,7 @@ from reclm_dagster.models.large_catalogue import cf_for_catalogue
 from reclm_dagster.models.neighbors import ItemKNN, Popularity
 from reclm_dagster.kg.signals import item_entity_profiles, user_entity_affinity
 from reclm_dagster.kg.similarity import entity_idf
-from reclm_dagster.models.side_information import l2_rows, text_features
+from reclm_dagster.models.side_information import l2_rows, product_with_rows, text_features
 from reclm_dagster.models.signals import COLD_EVIDENCE_SIGNALS, FUSED_SIGNALS, default_weights
 from reclm_dagster.models.signals import SIGNALS as SIGNAL_REGISTRY
 from reclm_dagster.text.bm25 import BM25
@@ -116,8 +116,10 @@ class UserText:
         description_vectors: np.ndarray,
         description_tokens: list[list[str]],
         negative_weight: float = -0.5,
+        positions: np.ndarray | None = None,
     ) -> "UserText":
-        """``descriptions`` rows align with ``description_vectors`` / ``description_tokens``.
+        """``descriptions`` rows align with ``description_tokens``, and with ``description_vectors`` — or,
+        given ``positions``, with those rows of it (ascending: a subset read in place, not copied).
 
         Descriptions that say the user disliked an item (``text/sentiment.py``: a low rating,
         a tag like "overrated") enter the profile vector with ``negative_weight`` (negative:
@@ -137,8 +139,8 @@ class UserText:
             weight = np.where(negative, negative_weight, 1.0).astype(np.float32)
             # users × descriptions weights times the vectors: a sparse product, not np.add.at (100× slower)
             # over copies of the description vectors
-            owner = sp.csr_matrix((weight[keep], (rows[keep], keep)), shape=(len(users), len(description_vectors)))
-            vectors = np.asarray(owner @ description_vectors, dtype=np.float32)
+            owner = sp.csr_matrix((weight[keep], (rows[keep], keep)), shape=(len(users), len(descriptions)))
+            vectors = product_with_rows(owner, description_vectors, positions).astype(np.float32, copy=False)
             for r, d in zip(rows[keep], keep):
                 if negative[d] and negative_weight < 1.0:
                     continue

@@ -162,21 +162,32 @@ def _item_description_matrix(items: np.ndarray, descriptions: pd.DataFrame) -> s
     )
 
 
+def product_with_rows(M: sp.spmatrix, V: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
+    """``M @ V[positions]`` without copying those rows: M's columns are re-pointed at them instead
+    (``positions`` ascending, so every row sums in the same order as over the copy)."""
+    if positions is None:
+        return np.asarray(M @ V)
+    M = sp.csr_matrix(M)
+    return np.asarray(sp.csr_matrix((M.data, np.asarray(positions)[M.indices], M.indptr), shape=(M.shape[0], len(V))) @ V)
+
+
 def item_text_vectors(
     items: np.ndarray,
     catalogue_vectors: np.ndarray,
     descriptions: pd.DataFrame,
     description_vectors: np.ndarray,
     said_share: float = 0.5,
+    positions: np.ndarray | None = None,
 ) -> np.ndarray:
     """Unit vectors: the catalogue embedding mixed with the mean of what users said about the item.
 
-    ``said_share`` is the weight of the users' words where there are any.
+    ``said_share`` is the weight of the users' words where there are any. ``positions``: the rows of
+    ``description_vectors`` the ``descriptions`` are (ascending; None: row for row).
     """
     cat = l2_rows(np.asarray(catalogue_vectors, np.float32))
     if not len(descriptions):
         return cat
-    said = l2_rows(np.asarray(_item_description_matrix(items, descriptions) @ description_vectors))
+    said = l2_rows(product_with_rows(_item_description_matrix(items, descriptions), description_vectors, positions))
     has_said = np.linalg.norm(said, axis=1, keepdims=True) > 0
     mix = np.where(has_said, (1 - said_share) * cat + said_share * said, cat)
     return l2_rows(mix).astype(np.float32)

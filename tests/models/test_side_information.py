@@ -115,3 +115,28 @@ def test_merged_short_texts_become_one_feature_linking_their_items():
     assert len(names) == 2 and "said=jazz" in set(names)  # the two spellings: one feature, named after one of them
     col = [i for i, n in enumerate(names) if n != "said=jazz"][0]
     assert F[:, col].toarray().ravel().tolist() == [1, 1, 0, 0]
+
+
+def test_products_with_a_subset_of_rows_read_in_place_equal_the_products_with_its_copy():
+    """``positions`` (user profiles, items' said-vectors) gives bit for bit what the copied rows gave."""
+    import scipy.sparse as sp
+
+    from reclm_dagster.models.hybrid import UserText
+    from reclm_dagster.models.side_information import product_with_rows
+
+    rng = np.random.default_rng(5)
+    V = rng.normal(size=(50, 8)).astype(np.float32)
+    keep = np.sort(rng.choice(50, 30, replace=False))
+    M = sp.random(6, 30, density=0.4, random_state=1, format="csr", dtype=np.float32)
+    np.testing.assert_array_equal(product_with_rows(M, V, keep), M @ V[keep])
+    descriptions = pd.DataFrame({"user_id": rng.choice(["a", "b", "c"], 30), "item_id": rng.choice(ITEMS, 30),
+                                 "text": ["fine"] * 30, "kind": "tag"})
+    tokens = [["fine"]] * 30
+    users = np.array(["a", "b", "c"])
+    copied = UserText.build(users, descriptions, V[keep], tokens)
+    in_place = UserText.build(users, descriptions, V, tokens, positions=keep)
+    np.testing.assert_array_equal(in_place.vectors, copied.vectors)
+    cat = rng.normal(size=(len(ITEMS), 8)).astype(np.float32)
+    np.testing.assert_array_equal(item_text_vectors(ITEMS, cat, descriptions, V, positions=keep),
+                                  item_text_vectors(ITEMS, cat, descriptions, V[keep]))
+    assert not np.array_equal(product_with_rows(M, V, keep), M @ V[:30])  # the rows chosen matter
