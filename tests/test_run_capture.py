@@ -19,7 +19,7 @@ def test_a_local_run_keeps_no_step_output_in_memory_and_still_materializes(tmp_p
         seen.append(len(big))
         return len(big)
 
-    defs = dg.Definitions(assets=[big, after], jobs=[dg.define_asset_job("all", partitions_def=big.partitions_def)],
+    defs = dg.Definitions(assets=[big, after], jobs=[dg.define_asset_job("all")],
                           resources={"mem": dg.InMemoryIOManager()})
     job = defs.resolve_job_def("all")
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
