@@ -366,22 +366,23 @@ def entity_keys_table(entities: pd.DataFrame, fingerprint: str) -> pd.DataFrame:
     return EntityLinker(entities).key_table().assign(fingerprint=fingerprint)
 
 
+def _stored_under(con, schema: str, table: str, fingerprint: str) -> bool:
+    """Whether ``table`` is stored and was built under ``fingerprint`` (its rows carry it)."""
+    if not store.table_exists(con, schema, table):
+        return False
+    return con.execute(f'SELECT any_value(fingerprint) FROM "{schema}"."{table}"').fetchone()[0] == fingerprint
+
+
 def read_entity_keys(con, schema: str, fingerprint: str) -> pd.DataFrame | None:
     """The stored dictionary, or None when absent or built from another graph."""
-    if not store.table_exists(con, schema, QUERY_ENTITY_KEYS_TABLE):
-        return None
-    stored = con.execute(f'SELECT any_value(fingerprint) FROM "{schema}"."{QUERY_ENTITY_KEYS_TABLE}"').fetchone()
-    if stored[0] != fingerprint:
+    if not _stored_under(con, schema, QUERY_ENTITY_KEYS_TABLE, fingerprint):
         return None
     return store.read_df(con, schema, QUERY_ENTITY_KEYS_TABLE, "key, units, entity_id, method, entity_type, name, position")
 
 
 def read_query_items(con, schema: str, fingerprint: str):
     """``(item vectors, item tokens)`` aligned to the items, or None when absent or built from other data."""
-    if not store.table_exists(con, schema, QUERY_ITEMS_TABLE):
-        return None
-    stored = con.execute(f'SELECT any_value(fingerprint), count(*) FROM "{schema}"."{QUERY_ITEMS_TABLE}"').fetchone()
-    if stored[0] != fingerprint:
+    if not _stored_under(con, schema, QUERY_ITEMS_TABLE, fingerprint):
         return None
     ids, vectors = store.read_embeddings(con, schema, "item", name=QUERY_ITEMS_TABLE)
     tokens = store.read_df(con, schema, QUERY_ITEMS_TABLE, "id, tokens").set_index("id")["tokens"]
