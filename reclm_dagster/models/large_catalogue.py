@@ -204,13 +204,11 @@ def restricted_ease(G: sp.csr_matrix, diag: np.ndarray, l2: float, batch: int | 
         U = np.unique(nbr)
         u = len(U)
         where[U] = np.arange(u)
-        # dense gram block of the union, one spare zero row / column for the padding slots
-        st, ln = L.indptr[U], L.indptr[U + 1] - L.indptr[U]
-        li = np.repeat(st - np.concatenate([[0], np.cumsum(ln)[:-1]]), ln) + np.arange(int(ln.sum()))
-        cu = where[L.indices[li]]
-        ok = cu >= 0
-        gr, gc = np.repeat(np.arange(u), ln)[ok], cu[ok]
-        GU[gr, gc] = L.data[li][ok]
+        # dense gram block of the union, one spare zero row / column for the padding slots; scipy's
+        # row and column selection (C++) keeps only the union's own entries of the lookup rows
+        sub = L[U][:, U]
+        gr, gc = np.repeat(np.arange(u), np.diff(sub.indptr)), sub.indices
+        GU[gr, gc] = sub.data
         idx = np.full((m, K), spare, dtype=np.int64)
         idx[jl, p] = where[nbr]
         A = GU[idx[:, :, None], idx[:, None, :]].astype(np.float64)
@@ -255,9 +253,12 @@ class SparseItemCF:
     stays sparse.
     """
 
-    def __init__(self, config: SparseCFConfig | None = None, **overrides) -> None:
+    def __init__(self, config: SparseCFConfig | None = None, keep_gram: bool = False, **overrides) -> None:
         base = config or SparseCFConfig()
         self.config = SparseCFConfig(**{**base.__dict__, **overrides}) if overrides else base
+        # restricted EASE: keep the pruned gram (k · gram_neighbors entries per item) for ``with_l2``
+        self.keep_gram = keep_gram
+        self.gram_: tuple[sp.csr_matrix, np.ndarray] | None = None
 
     # -- fit --------------------------------------------------------------------------------
     def fit(self, X: sp.spmatrix, side: sp.spmatrix | None = None, dense: np.ndarray | None = None) -> "SparseItemCF":
@@ -310,17 +311,35 @@ class SparseItemCF:
         S = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((n, n), dtype=np.float32)
         del parts
         if cfg.similarity == "ease":
-            gram_diag = np.asarray(Rt.multiply(Rt).sum(axis=1)).ravel()
-            S = restricted_ease(topk_per_row(S, k), gram_diag, float(cfg.l2), lookup=S)
-            if cfg.max_per_source:
-                S = topk_per_row(S, int(cfg.max_per_source))
-        elif cfg.similarity == "cosine":
+            gram = (S, np.asarray(Rt.multiply(Rt).sum(axis=1)).ravel())
+            if self.keep_gram:  # λ does not enter the pruned gram: ``with_l2`` re-solves from it
+                self.gram_ = gram
+            self._solve_ease(*gram)
+            return self
+        if cfg.similarity == "cosine":
             # symmetric before pruning, so a row holds a target's k best sources: transpose to source × target
             S = S.T.tocsr()
         # rp3beta keeps the k best targets per source row already
         self.similarity_ = S
         self.similarity_.sort_indices()
         return self
+
+    def _solve_ease(self, lookup: sp.csr_matrix, gram_diag: np.ndarray) -> None:
+        cfg = self.config
+        k = max(1, min(int(cfg.k_neighbors), max(lookup.shape[0] - 1, 1)))
+        S = restricted_ease(topk_per_row(lookup, k), gram_diag, float(cfg.l2), lookup=lookup)
+        self.similarity_ = topk_per_row(S, int(cfg.max_per_source)) if cfg.max_per_source else S
+        self.similarity_.sort_indices()
+
+    def with_l2(self, l2: float) -> "SparseItemCF":
+        """This restricted EASE at ridge ``l2``, re-solved from the pruned gram this fit kept
+        (``keep_gram=True``): what a fit at ``l2`` on the same rows gives, without the gram product."""
+        if self.gram_ is None:
+            raise ValueError("with_l2 needs a restricted-EASE fit made with keep_gram=True")
+        other = SparseItemCF(self.config, l2=float(l2))
+        other.item_pop_, other.keep_gram, other.gram_ = self.item_pop_, True, self.gram_
+        other._solve_ease(*self.gram_)
+        return other
 
     def _rp3beta_factors(self, R, Rt, user_deg, item_users):
         cfg = self.config

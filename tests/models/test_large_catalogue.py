@@ -91,6 +91,22 @@ def test_restricted_ease_is_ease_when_every_pair_co_occurs():
         np.testing.assert_allclose(B[N, j], w, rtol=1e-4, atol=1e-6)
 
 
+def test_restricted_ease_at_another_l2_from_the_kept_gram_is_a_fresh_fit_at_it():
+    X = _random_X(seed=2, shape=(120, 60), p=0.2)
+    side = sp.csr_matrix((np.random.default_rng(3).random((60, 7)) < 0.3).astype(np.float32))
+    first = SparseItemCF(l2=50.0, k_neighbors=8, max_per_source=5, side_weight=0.5, keep_gram=True).fit(X, side)
+    assert SparseItemCF(l2=50.0).fit(X).gram_ is None  # kept only when asked (k · gram_neighbors per item)
+    for l2 in (5.0, 500.0):
+        fresh = SparseItemCF(l2=l2, k_neighbors=8, max_per_source=5, side_weight=0.5).fit(X, side)
+        refit = first.with_l2(l2)
+        assert refit.config == fresh.config
+        assert (refit.similarity_ != fresh.similarity_).nnz == 0 and refit.similarity_.nnz == fresh.similarity_.nnz
+        np.testing.assert_array_equal(refit.score(np.arange(10), X), fresh.score(np.arange(10), X))
+        assert (refit.similarity_ != first.similarity_).nnz > 0  # λ changed the weights
+    with pytest.raises(ValueError, match="keep_gram"):
+        SparseItemCF(l2=50.0).fit(X).with_l2(5.0)
+
+
 def test_k_neighbors_per_source_item_and_no_self_similarity():
     X = _random_X(2, shape=(200, 60), p=0.2)
     m = SparseItemCF(similarity="rp3beta", k_neighbors=7, block_products=500).fit(X)
