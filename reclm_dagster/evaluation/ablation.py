@@ -96,19 +96,20 @@ def finetuned_encoder(pairs, protocol, dataset: str, base_model: str | None, **t
     return encoder, params
 
 
-def run_ablations(model, tables, users, items, X_train, X_valid, X_test, history, popularity, cold, protocol,
+def run_ablations(model, tables, users, items, X_train, X_tune, X_test, history, popularity, cold, protocol,
                   progress: bool = False, finetuned=None) -> AblationResult:
     """Tune, decide the re-ranker and report each ablation like the hybrid (valid → test).
 
+    ``X_tune``: the validation rows settings are judged on (``holdout.tuning_rows``).
     ``finetuned``: ``(encoder, params)`` from ``finetuned_encoder``, or None.
     """
     out = AblationResult()
     encoder, finetune_params = finetuned if finetuned is not None else (None, {})
     variants = ablation_models(model, tables, users, items, X_train, finetuned=encoder)
     for name, (variant, grid, encoder_version) in variants.items():
-        weights, _ = tune_fusion_weights(variant, X_train, X_valid, popularity, grid=grid)
+        weights, _ = tune_fusion_weights(variant, X_train, X_tune, popularity, grid=grid)
         variant.config = replace(variant.config, weights=weights)
-        report = attach_reranker(variant, X_train, X_valid, popularity, seed=protocol.seed) if protocol.rerank else {}
+        report = attach_reranker(variant, X_train, X_tune, popularity, seed=protocol.seed) if protocol.rerank else {}
         result = evaluate(variant.scorer("hybrid", history), train_X=X_train, test_X=X_test, exclude_X=history,
                           ks=protocol.ks, cold_items=cold, item_popularity=popularity, progress=progress)
         out.rows += metric_rows(name, result)

@@ -47,6 +47,9 @@ class Baseline:
     # better neighbour while validation improves — the grid's choice whenever validation is
     # unimodal along it (EASE's λ: each fit is an n_items² inversion, 2-3 are spared).
     search: str = "grid"
+    # refit(model, **params): a fitted candidate at another setting, re-using the work that does not
+    # depend on it (the sparse EASE's pruned gram across λ); None: every candidate is fitted anew
+    refit: Callable[..., object] | None = None
 
 
 REGISTRY: dict[str, Baseline] = {
@@ -65,8 +68,9 @@ REGISTRY: dict[str, Baseline] = {
     "ease": Baseline(lambda l2: EASE(l2=float(l2)), {"l2": (50.0, 100.0, 200.0, 500.0, 1000.0)}, {"l2": 200.0}, "line"),
     # 'ease' above the dense cap: each item's EASE solved on its 100 strongest co-consumed items,
     # never an n_items² array (0.98-1.00 of dense EASE's NDCG@10: benchmarks/large_catalogue.py)
-    "ease_sparse": Baseline(lambda l2: SparseItemCF(SparseCFConfig(l2=float(l2))), {"l2": (50.0, 100.0, 200.0, 500.0)},
-                            {"l2": 200.0}, "line"),
+    "ease_sparse": Baseline(lambda l2, keep_gram=False: SparseItemCF(SparseCFConfig(l2=float(l2)), keep_gram=keep_gram),
+                            {"l2": (50.0, 100.0, 200.0, 500.0)}, {"l2": 200.0}, "line",
+                            refit=lambda model, l2: model.with_l2(l2)),
 }
 BASELINES = tuple(n for n in REGISTRY if n != "ease_sparse")  # reported as 'ease'
 
@@ -137,12 +141,18 @@ def _search(name, X_train, X_valid, grid, metric, item_popularity, on_best=None)
     grid = b.grid if grid is None else grid
     rows, best, best_value = [], None, -np.inf
     settings = candidates(name, grid)
+    first = None  # with a ``refit``: the first fit, whose setting-free work the others re-use
 
     def value_of(i: int) -> float:
-        nonlocal best, best_value
+        nonlocal best, best_value, first
         params = settings[i]
         start = time.perf_counter()
-        model = fit_baseline(name, X_train, params)
+        if b.refit is None:
+            model = fit_baseline(name, X_train, params)
+        elif first is None:
+            model = first = b.make(**{**b.defaults, **params}, keep_gram=True).fit(sp.csr_matrix(X_train))
+        else:
+            model = b.refit(first, **{**b.defaults, **params})
         fit_s = time.perf_counter() - start
         res = evaluate(lambda r, m=model: m.score(r, X_train), X_train, X_valid, X_train, ks=(k,),
                        item_popularity=item_popularity)
@@ -231,12 +241,14 @@ def run_baseline(
     ease_max_items: int | None = EASE_MAX_ITEMS,
     progress: bool = False,
     chosen: tuple[dict, pd.DataFrame] | None = None,
+    X_tune: sp.spmatrix | None = None,
 ) -> BaselineResult:
     """Tune on validation (or use the defaults without one), then score test.
 
     Test ranks every item outside the user's train+valid history; the model is
     the one fitted on train. ``chosen``: ``(params, table)`` of ``choose_on_validation`` on this
-    very split (the stored selection's): fitted once with those params, no grid.
+    very split (the stored selection's): fitted once with those params, no grid. ``X_tune``: the
+    validation rows the grid is judged on (``holdout.tuning_rows``; default all of ``X_valid``).
     """
     if name not in REGISTRY:
         raise KeyError(f"unknown baseline {name!r}; known: {', '.join(REGISTRY)}")
@@ -259,8 +271,8 @@ def run_baseline(
         del model
     elif X_valid.nnz and grid:
         leader: dict = {}
-        params, table = _search(name, X_train, X_valid, grid, metric, item_popularity,
-                                on_best=lambda model, p: leader.update(metrics=score_test(model)))
+        params, table = _search(name, X_train, X_valid if X_tune is None else sp.csr_matrix(X_tune), grid, metric,
+                                item_popularity, on_best=lambda model, p: leader.update(metrics=score_test(model)))
         metrics = leader.get("metrics")
         if metrics is None:  # no candidate led (all NaN): score the fallback
             metrics = score_test(fit_baseline(name, X_train, params))
@@ -273,7 +285,7 @@ def run_baseline(
 
 
 def run_baselines(names, X_train, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress,
-                  metric: str = "ndcg@10", chosen: dict[str, tuple[dict, pd.DataFrame]] | None = None):
+                  metric: str = "ndcg@10", chosen: dict[str, tuple[dict, pd.DataFrame]] | None = None, X_tune=None):
     """Metric rows, params, validation tables and skip reasons of each baseline.
 
     ``chosen``: ``{name: (params, table)}`` already chosen on this split's validation rows."""
@@ -281,7 +293,8 @@ def run_baselines(names, X_train, X_valid, X_test, protocol, popularity, cold, e
     for name in names:
         res = run_baseline(name, X_train, X_valid, X_test, ks=protocol.ks, cold_items=cold,
                            item_popularity=popularity, metric=metric,
-                           ease_max_items=ease_max_items, progress=progress, chosen=(chosen or {}).get(name))
+                           ease_max_items=ease_max_items, progress=progress, chosen=(chosen or {}).get(name),
+                           X_tune=X_tune)
         params[name] = res.params
         if len(res.tuning):
             tables[name] = res.tuning

@@ -56,6 +56,7 @@ class ColdUserProtocol:
     reveal: tuple[int, ...] = REVEAL
     min_interactions: int = 5  # max(reveal) revealed + at least 2 test items
     seed: int = 0
+    max_users: int | None = None  # per role: validation cold users' signals are held users × items each
 
     def slice_name(self, n: int) -> str:
         return f"{COLD_USER_PREFIX}{n}"
@@ -78,7 +79,8 @@ def cold_user_split(interactions: pd.DataFrame, protocol: ColdUserProtocol) -> t
     counts = df.groupby("user_id").size()
     eligible = np.sort(counts[counts >= protocol.min_interactions].index.to_numpy())
     rng = np.random.default_rng(protocol.seed)
-    n_cold = min(int(round(len(eligible) * protocol.user_fraction)), len(eligible) // 2)
+    n_cold = min(int(round(len(eligible) * protocol.user_fraction)), len(eligible) // 2,
+                 len(eligible) if protocol.max_users is None else protocol.max_users)
     chosen = rng.choice(eligible, size=2 * n_cold, replace=False) if n_cold else np.array([], dtype=object)
     role = dict(zip(chosen, ["test"] * n_cold + ["valid"] * n_cold))
     is_cold = df["user_id"].isin(role).to_numpy()

@@ -24,6 +24,17 @@ METHODS = ("random", "temporal")
 # What a fine-tuned encoder's recipe may set when the evaluation retrains it (encoders/finetune.finetune).
 RECIPE_KNOBS = ("steps", "batch_size", "lr", "warmup_fraction", "temperature", "max_grad_norm", "weight_decay",
                 "max_length", "seed")
+# Choosing a setting scores every validation user against every item and keeps one float32
+# (users × items) array per signal. Above this many cells the choice is made on a seeded sample
+# of the validation users (and of the cold users): 2**27 cells = 512 MB per signal. Last.fm
+# (1.9k × 17.6k) and MovieLens' small sets are far below it; a 100k-item catalogue samples ~1.3k.
+TUNING_MAX_CELLS = 2**27
+# The sample never shrinks below this many users (a grid judged on a few dozen is noise).
+TUNING_MIN_USERS = 500
+# Test scoring streams users in batches (no users × items array is kept), but its time grows with
+# both: above this many cells a seeded sample of the test users is scored. 2**30: every user of
+# Last.fm (1.9k × 17.6k = 33M cells) and ml-latest-small; ~18k of MovieLens-25M's 162k; ~10.7k at 100k items.
+TEST_MAX_CELLS = 2**30
 
 
 @dataclass
@@ -41,10 +52,8 @@ class EvaluationProtocol:
     mmr_lambda: float | None = 0.7  # also report KG-aware MMR diversity re-ranking (None: skip)
     ablations: bool = True  # also report hybrid@lexical and hybrid-notext (evaluation/ablation.py)
     finetune_steps: int = 0  # > 0: also hybrid@finetuned, the encoder fine-tuned on this split's train rows
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"evaluation method must be one of {METHODS}, got {self.method!r}")
+    tuning_max_cells: int = TUNING_MAX_CELLS  # validation users × items scored per signal when choosing (sampled above)
+    test_max_cells: int = TEST_MAX_CELLS  # test users × items scored per model (a seeded user sample above)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "EvaluationProtocol":
@@ -63,10 +72,24 @@ class EvaluationProtocol:
             mmr_lambda=None if e.get("mmr_lambda", 0.7) is None else float(e.get("mmr_lambda", 0.7)),
             ablations=bool(e.get("ablations", True)),
             finetune_steps=int(e.get("finetune_steps", 0)),
+            tuning_max_cells=int(e.get("tuning_max_cells", TUNING_MAX_CELLS)),
+            test_max_cells=int(e.get("test_max_cells", TEST_MAX_CELLS)),
         )
 
-    def cold_user_protocol(self) -> ColdUserProtocol:
-        return ColdUserProtocol(user_fraction=self.cold_user_fraction, seed=self.seed)
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"evaluation method must be one of {METHODS}, got {self.method!r}")
+        for knob in ("tuning_max_cells", "test_max_cells"):
+            if getattr(self, knob) < 1:
+                raise ValueError(f"evaluation {knob} must be a positive cell count, got {getattr(self, knob)!r}")
+
+    def tuning_users(self, n_items: int) -> int:
+        """How many validation users (and cold users per role) a choice may score against ``n_items`` items."""
+        return max(TUNING_MIN_USERS, self.tuning_max_cells // max(int(n_items), 1))
+
+    def cold_user_protocol(self, n_items: int | None = None) -> ColdUserProtocol:
+        return ColdUserProtocol(user_fraction=self.cold_user_fraction, seed=self.seed,
+                                max_users=None if n_items is None else self.tuning_users(n_items))
 
     def name(self) -> str:
         train = 1 - self.valid_fraction - self.test_fraction
@@ -158,6 +181,35 @@ def _require_evaluable_users(interactions: pd.DataFrame, counts: SplitCounts, pr
     )
 
 
+def sampled_rows(X: sp.spmatrix, max_users: int, seed: int, salt: int) -> sp.csr_matrix:
+    """``X`` with the rows of at most ``max_users`` of its non-empty users, a seeded sample (the
+    other rows emptied, so users keep their row numbers); ``X`` itself when it has no more."""
+    X = sp.csr_matrix(X)
+    users = np.flatnonzero(np.diff(X.indptr) > 0)
+    if len(users) <= max_users:
+        return X
+    keep = np.zeros(X.shape[0], bool)
+    keep[np.random.default_rng([seed, salt]).choice(users, size=max_users, replace=False)] = True
+    row_of = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    kept = keep[row_of]
+    return sp.csr_matrix((X.data[kept], (row_of[kept], X.indices[kept])), shape=X.shape)
+
+
+def tuning_rows(X_valid: sp.spmatrix, protocol: EvaluationProtocol) -> sp.csr_matrix:
+    """The validation rows choices are judged on: every validation user, or — when they × the items
+    exceed ``protocol.tuning_max_cells`` — a seeded sample of them. Every validation user's pairs
+    still leave their test ranking; only the settings' scores are computed on fewer users."""
+    return sampled_rows(X_valid, protocol.tuning_users(X_valid.shape[1]), protocol.seed, 0x7A11)
+
+
+def reported_rows(X_test: sp.spmatrix, protocol: EvaluationProtocol) -> sp.csr_matrix:
+    """The test rows reported on: every test user, or — when they × the items exceed
+    ``protocol.test_max_cells`` — a seeded sample of them (a mean over sampled users is unbiased;
+    the report gives how many were scored)."""
+    return sampled_rows(X_test, max(TUNING_MIN_USERS, protocol.test_max_cells // max(X_test.shape[1], 1)),
+                        protocol.seed, 0x7E57)
+
+
 @dataclass
 class SplitData:
     """One protocol split of a dataset, as every fit on it sees it (``prepare_split``)."""
@@ -172,6 +224,8 @@ class SplitData:
     X_train: sp.csr_matrix
     X_valid: sp.csr_matrix
     X_test: sp.csr_matrix
+    X_tune: sp.csr_matrix  # X_valid of the users choices are made on (all, or a seeded sample: ``tuning_rows``)
+    X_report: sp.csr_matrix  # X_test of the users reported on (all, or a seeded sample: ``test_rows``)
     popularity: np.ndarray  # train interactions per item
     cold: np.ndarray  # the cold-item slice: popularity <= protocol.cold_item_max_train
     recipe_params: dict = field(default_factory=dict)
@@ -205,8 +259,9 @@ def prepare_split(tables: DatasetTables, protocol: EvaluationProtocol, dataset: 
         tables = tables.with_encoder(encoder)
         laps("encoder recipe retrained")
     popularity = np.asarray((matrix.X > 0).sum(axis=0)).ravel()
+    X_valid, X_test = matrix.align(valid)[0], matrix.align(test)[0]
     return SplitData(tables=tables, cold_tables=cold_tables, split=split, counts=counts, train=train, mask=mask,
-                     matrix=matrix, X_train=matrix.X, X_valid=matrix.align(valid)[0], X_test=matrix.align(test)[0],
-                     popularity=popularity, cold=popularity <= protocol.cold_item_max_train, recipe_params=recipe_params)
+                     matrix=matrix, X_train=matrix.X, X_valid=X_valid, X_test=X_test,
+                     X_tune=tuning_rows(X_valid, protocol), X_report=reported_rows(X_test, protocol), popularity=popularity, cold=popularity <= protocol.cold_item_max_train, recipe_params=recipe_params)
 
 

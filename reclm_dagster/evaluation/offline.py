@@ -24,6 +24,7 @@ from reclm_dagster.evaluation.baselines import BASELINES, EASE_MAX_ITEMS, run_ba
 from reclm_dagster.evaluation.diversity import list_diversity, mmr_scorer
 from reclm_dagster.evaluation.holdout import (  # noqa: F401 — EvaluationProtocol and the masks are imported from here
     METHODS, EvaluationProtocol, before_cut_mask, held_out_description_mask, prepare_split, require_evaluable_users, split_for,
+    reported_rows, tuning_rows,
 )
 from reclm_dagster.evaluation.protocol import evaluate, evaluate_many, metric_rows
 from reclm_dagster.evaluation.selection import HybridSelection, apply_selection, select_on_split, selection_fingerprint
@@ -55,6 +56,8 @@ class EvaluationResult:
     encoder_version: str = ""  # the encoder the text signals ran with (a recipe's retraining, see offline_evaluation)
     stages: pd.DataFrame = field(default_factory=pd.DataFrame)  # stage, seconds, rss_mb, peak_rss_mb (profiling.LapClock)
     selection: HybridSelection | None = None  # the choice the hybrid ran with (stored, or made on this split)
+    # {"tuning": (validation users settings were judged on, of all), "test": (test users reported on, of all)}
+    scored_users: dict[str, tuple[int, int]] = field(default_factory=dict)
     selection_source: str = ""  # which of the two, in words
 
     def wide(self, slice_: str = "all") -> pd.DataFrame:
@@ -96,7 +99,8 @@ def offline_evaluation(
     laps = LapClock()
     data = prepare_split(tables, protocol, dataset, encoder_recipe, laps)
     tables, split, counts, mask, train = data.tables, data.split, data.counts, data.mask, data.train
-    matrix, X_train, X_valid, X_test = data.matrix, data.X_train, data.X_valid, data.X_test
+    # X_test: the test users reported on (all of them, or a seeded sample above protocol.test_max_cells)
+    matrix, X_train, X_valid, X_test = data.matrix, data.X_train, data.X_valid, data.X_report
     popularity, cold, recipe_params, cold_tables = data.popularity, data.cold, data.recipe_params, data.cold_tables
     history = (X_train + X_valid).tocsr()  # what the user is known to have consumed at test time
 
@@ -106,7 +110,7 @@ def offline_evaluation(
     # selection of this very split has chosen it already: fitted once, not the grid again).
     b_rows, b_params, b_tables, skipped = run_baselines(
         baselines, X_train, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress, TUNING_METRIC,
-        chosen=selection.baselines if stored else None,
+        chosen=selection.baselines if stored else None, X_tune=data.X_tune,
     )
     laps("baselines")
     if stored:
@@ -144,7 +148,7 @@ def offline_evaluation(
             finetuned = finetuned_encoder(finetune_pairs(tables, train, mask, protocol.seed), protocol, dataset,
                                           finetune_base or None)
             laps("fine-tuning")
-        ablation = run_ablations(model, tables, matrix.users, matrix.items, X_train, X_valid, X_test, history,
+        ablation = run_ablations(model, tables, matrix.users, matrix.items, X_train, data.X_tune, X_test, history,
                                  popularity, cold, protocol, progress, finetuned=finetuned)
         rows += ablation.rows
         laps("ablations")
@@ -168,8 +172,14 @@ def offline_evaluation(
         params={**params, **b_params}, baseline_tuning=b_tables, skipped=skipped, reranker=selection.reranker,
         cold_user_tuning=cold_tuning, hybrid_config=config, model_encoders=ablation.encoders,
         encoder_version=tables.encoder_version, stages=laps.table(), selection=selection,
-        selection_source=selection_source,
+        selection_source=selection_source, scored_users=_scored_users(data.X_tune, X_valid, X_test, data.X_test),
     )
+
+
+def _scored_users(X_tune, X_valid, X_report, X_test) -> dict[str, tuple[int, int]]:
+    def users(X) -> int:
+        return int((np.diff(sp.csr_matrix(X).indptr) > 0).sum())
+    return {"tuning": (users(X_tune), users(X_valid)), "test": (users(X_report), users(X_test))}
 
 
 def batch_scorers(model, history, names) -> dict:
@@ -215,14 +225,17 @@ def evaluate_baselines(
         items = np.sort(interactions["item_id"].astype(str).unique())
     matrix = InteractionMatrix(split[split["split"] == "train"], users=users, items=items)
     X_valid, _ = matrix.align(split[split["split"] == "valid"])
-    X_test, _ = matrix.align(split[split["split"] == "test"])
+    X_all_test, _ = matrix.align(split[split["split"] == "test"])
+    X_test, X_tune = reported_rows(X_all_test, protocol), tuning_rows(X_valid, protocol)
     popularity = np.asarray((matrix.X > 0).sum(axis=0)).ravel()
     cold = popularity <= protocol.cold_item_max_train
     rows, params, tables, skipped = run_baselines(
-        baselines, matrix.X, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress, TUNING_METRIC
+        baselines, matrix.X, X_valid, X_test, protocol, popularity, cold, ease_max_items, progress, TUNING_METRIC,
+        X_tune=X_tune,
     )
     metrics = pd.DataFrame(rows, columns=["model", "slice", "metric", "value"])
     return EvaluationResult(
         metrics, split[["user_id", "item_id", "split"]], counts, 0, {}, pd.DataFrame(),
         params=params, baseline_tuning=tables, skipped=skipped,
+        scored_users=_scored_users(X_tune, X_valid, X_test, X_all_test),
     )

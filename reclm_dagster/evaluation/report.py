@@ -89,7 +89,12 @@ def eval_json(dataset: str, protocol: EvaluationProtocol, result: EvaluationResu
         "ranking": "full ranking over all items; the user's train (+valid) items excluded",
         "tuning": f"hyper-parameters by {TUNING_METRIC} on validation (defaults without one); "
                   "models fitted on train only, reported on test",
+        "tuning_max_cells": protocol.tuning_max_cells,
+        "test_max_cells": protocol.test_max_cells,
     }
+    for role, (scored, of) in result.scored_users.items():
+        if scored < of:  # above the budget: a seeded sample of the validation / test users
+            proto[f"{role}_users"] = {"scored": scored, "of": of, "sample": "seeded, users × items above the budget"}
     if result.skipped:
         proto["skipped"] = dict(result.skipped)
 

@@ -41,7 +41,7 @@ FUSION_TUNING_TABLE = "fusion_tuning"
 SELECTION_TABLES = (CHOSEN_TABLE, RERANKER_TABLE, FUSION_WEIGHTS_TABLE, FUSION_TUNING_TABLE)
 # The protocol knobs the choice depends on (ks and the cold-item threshold only change reports).
 SELECTION_KNOBS = ("method", "valid_fraction", "test_fraction", "seed", "tune_weights", "cold_users",
-                   "cold_user_fraction", "rerank")
+                   "cold_user_fraction", "rerank", "tuning_max_cells")
 
 
 @dataclass
@@ -97,7 +97,7 @@ def select_on_split(data: SplitData, protocol: EvaluationProtocol, config: Hybri
     if config.cf_model == "ease" and "l2" in ease_params:  # the hybrid's EASE reuses the λ validation chose for EASE
         config = replace(config, ease_l2=float(ease_params["l2"]))
     tuned = protocol.tune_weights and data.X_valid.nnz > 0
-    model, config, tuning = fit_tuned_hybrid(data.tables, data.train, data.mask, config, data.X_valid, data.popularity,
+    model, config, tuning = fit_tuned_hybrid(data.tables, data.train, data.mask, config, data.X_tune, data.popularity,
                                              tune=tuned, progress=progress)
     laps("hybrid fit and tuning")
     cold_rows, cold_tuning = [], pd.DataFrame()
@@ -111,12 +111,12 @@ def select_on_split(data: SplitData, protocol: EvaluationProtocol, config: Hybri
 
         def choose_half_life(p_for: dict[float, float]) -> float:
             options = list(p_for.items())
-            scores = validation_ndcg(model, data.X_train, data.X_valid, data.popularity, [
+            scores = validation_ndcg(model, data.X_train, data.X_tune, data.popularity, [
                 replace(config, short_history_popularity=p, short_history_half_life=c) for c, p in options])
             half_life_scores.update({c: s for (c, _), s in zip(options, scores)})
             return options[int(np.argmax(scores))][0]
 
-        cold_result = cold_user_evaluation(data.cold_tables, config, config.ease_l2, protocol.cold_user_protocol(),
+        cold_result = cold_user_evaluation(data.cold_tables, config, config.ease_l2, protocol.cold_user_protocol(data.X_train.shape[1]),
                                            interactions=data.train, description_mask=data.mask, progress=progress,
                                            half_lives=HALF_LIFE_GRID if tuned else None,
                                            choose_half_life=choose_half_life if tuned else None,
@@ -133,7 +133,7 @@ def select_on_split(data: SplitData, protocol: EvaluationProtocol, config: Hybri
         laps("cold users")
     reranker_report = {}
     if tuned and protocol.rerank:
-        reranker_report = attach_reranker(model, data.X_train, data.X_valid, data.popularity, seed=protocol.seed)
+        reranker_report = attach_reranker(model, data.X_train, data.X_tune, data.popularity, seed=protocol.seed)
         laps("re-ranker")
     selection = HybridSelection(config=config, reranker=model.reranker_, tuning=tuning, cold_user_tuning=cold_tuning,
                                 reranker_report=reranker_report, tuned=tuned,
@@ -150,7 +150,7 @@ def select_hybrid(tables: DatasetTables, protocol: EvaluationProtocol, config: H
     data = prepare_split(tables, protocol, dataset, encoder_recipe)
     baselines = {}
     if config.cf_model == "ease" and "ease" in BASELINES:  # validation only: test is never scored here
-        baselines["ease"] = choose_on_validation("ease", data.X_train, data.X_valid, data.popularity, TUNING_METRIC,
+        baselines["ease"] = choose_on_validation("ease", data.X_train, data.X_tune, data.popularity, TUNING_METRIC,
                                                  ease_max_items)
     model, selection, _ = select_on_split(data, protocol, config, baselines.get("ease", ({}, None))[0],
                                           progress=progress, report_cold_users=False)
@@ -174,7 +174,7 @@ def apply_selection(data: SplitData, protocol: EvaluationProtocol, selection: Hy
     cold_rows = []
     if protocol.cold_users and cold_users:
         # The chosen prior only: the same fit and test scoring as when it was chosen.
-        cold_result = cold_user_evaluation(data.cold_tables, config, config.ease_l2, protocol.cold_user_protocol(),
+        cold_result = cold_user_evaluation(data.cold_tables, config, config.ease_l2, protocol.cold_user_protocol(data.X_train.shape[1]),
                                            interactions=data.train, description_mask=data.mask, progress=progress,
                                            popularity_grid=(config.short_history_popularity,))
         cold_rows = list(cold_result.metrics.itertuples(index=False, name=None))

@@ -124,6 +124,23 @@ def test_ease_above_the_item_cap_is_the_sparse_restricted_ease_never_skipped():
     assert abs(dense["ndcg@10"] - sparse["ndcg@10"]) < 0.05
 
 
+def test_the_sparse_eases_lambda_search_refits_from_one_gram_with_the_same_choice_and_numbers(monkeypatch):
+    df = synthetic_interactions(n_users=80, n_items=30)
+    fits = []
+    real_fit = bl.SparseItemCF.fit
+    monkeypatch.setattr(bl.SparseItemCF, "fit", lambda self, *a, **kw: fits.append(1) or real_fit(self, *a, **kw))
+    shared = evaluate_baselines(df, EvaluationProtocol(), baselines=("ease",), ease_max_items=29)
+    assert len(fits) == 1 and len(shared.baseline_tuning["ease"]) >= 2  # one gram, every λ visited re-solved
+    fits.clear()
+    monkeypatch.setitem(REGISTRY, "ease_sparse", dataclasses.replace(REGISTRY["ease_sparse"], refit=None))
+    anew = evaluate_baselines(df, EvaluationProtocol(), baselines=("ease",), ease_max_items=29)
+    assert len(fits) == len(anew.baseline_tuning["ease"])
+    assert shared.params == anew.params
+    pd.testing.assert_frame_equal(shared.metrics, anew.metrics)
+    pd.testing.assert_frame_equal(shared.baseline_tuning["ease"].drop(columns="fit_s"),
+                                  anew.baseline_tuning["ease"].drop(columns="fit_s"))
+
+
 def test_temporal_protocol_holds_out_each_users_latest():
     df = synthetic_interactions(n_users=20, per_user=10)
     res = evaluate_baselines(df, EvaluationProtocol(method="temporal", valid_fraction=0.1, test_fraction=0.2), baselines=("pop",))
