@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
 
+from reclm_dagster.cores import default_jobs
 from reclm_dagster.models.ease import EASE, ease_order
 from reclm_dagster.models.matrix import binarize
 
@@ -160,7 +162,7 @@ def topk_per_row(M: sp.csr_matrix, k: int, key: np.ndarray | None = None) -> sp.
 
 
 def restricted_ease(G: sp.csr_matrix, diag: np.ndarray, l2: float, batch: int | None = None,
-                    lookup: sp.csr_matrix | None = None) -> sp.csr_matrix:
+                    lookup: sp.csr_matrix | None = None, jobs: int | None = None) -> sp.csr_matrix:
     """EASE with each item's weights restricted to its neighbours (source × target csr).
 
     ``G`` row j holds the gram values ``G[j, a]`` of j's neighbours a (≤ K, no diagonal),
@@ -174,25 +176,46 @@ def restricted_ease(G: sp.csr_matrix, diag: np.ndarray, l2: float, batch: int | 
 
     Targets go in batches of ``batch``: the union U of their neighbours is scattered into one
     dense (batch · K)² float32 buffer (≤ 17 MB by default), from which each target's
-    system is gathered.
+    system is gathered. The batches are split between ``jobs`` threads (default: every core
+    unless the machine is busy): numpy's and scipy's kernels release the GIL, and each batch
+    is solved exactly as alone, so the result does not depend on ``jobs``.
     """
     G = sp.csr_matrix(G, dtype=np.float32)
     G.sort_indices()
     L = G if lookup is None else sp.csr_matrix(lookup, dtype=np.float32)
     n = G.shape[0]
-    counts = np.diff(G.indptr)
-    K = int(counts.max(initial=0))
+    K = int(np.diff(G.indptr).max(initial=0))
     if K == 0:
         return sp.csr_matrix((n, n), dtype=np.float32)
     batch = max(1, 2048 // K) if batch is None else int(batch)
     # batch targets that share neighbours: order by their strongest neighbour
     order = _targets_by_strongest(G)
+    n_batches = -(-n // batch)
+    jobs = max(1, min(default_jobs() if jobs is None else int(jobs), n_batches))
+    per = -(-n_batches // jobs) * batch  # whole batches per thread, in order
+    parts = [order[s:s + per] for s in range(0, n, per)]
+    if jobs == 1:
+        solved = [_solve_targets(G, L, diag, l2, part, batch, K) for part in parts]
+    else:
+        with ThreadPoolExecutor(jobs) as pool:
+            solved = list(pool.map(lambda part: _solve_targets(G, L, diag, l2, part, batch, K), parts))
+    r, c, v = (np.concatenate([a for part in solved for a in part[i]]) for i in range(3))
+    B = sp.csr_matrix((v, (r, c)), shape=(n, n), dtype=np.float32)
+    B.sort_indices()
+    return B
+
+
+def _solve_targets(G: sp.csr_matrix, L: sp.csr_matrix, diag: np.ndarray, l2: float, order: np.ndarray,
+                   batch: int, K: int) -> tuple[list, list, list]:
+    """``restricted_ease`` for the targets ``order``, ``batch`` at a time: (source, target, weight) parts."""
+    n = G.shape[0]
+    counts = np.diff(G.indptr)
     where = np.full(n + 1, -1, dtype=np.int64)  # item -> its index in the batch's union (reset per batch)
     spare = min(n, batch * K)  # a zero row / column of the buffer for the padding slots
     GU = np.zeros((spare + 1, spare + 1), dtype=np.float32)  # dense gram block of a batch's union
     slots = np.arange(K)
     out_rows, out_cols, out_vals = [], [], []
-    for s in range(0, n, batch):
+    for s in range(0, len(order), batch):
         targets = order[s:s + batch]
         m = len(targets)
         cnt = counts[targets]
@@ -224,10 +247,7 @@ def restricted_ease(G: sp.csr_matrix, diag: np.ndarray, l2: float, batch: int | 
         out_rows.append(nbr)
         out_cols.append(targets[jl])
         out_vals.append(w[jl, p].astype(np.float32))
-    r, c, v = (np.concatenate(a) for a in (out_rows, out_cols, out_vals))
-    B = sp.csr_matrix((v, (r, c)), shape=(n, n), dtype=np.float32)
-    B.sort_indices()
-    return B
+    return out_rows, out_cols, out_vals
 
 
 def _targets_by_strongest(G: sp.csr_matrix) -> np.ndarray:

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import os
-
 import numpy as np
 import scipy.sparse as sp
 
+from reclm_dagster.cores import default_jobs
 from reclm_dagster.models.fusion import ordinal_ranks, zscore_rows
 from reclm_dagster.models.signals import RERANK_SIGNALS
 
@@ -36,13 +35,6 @@ FEATURES = (
     *(f"{name}_{kind}" for name in RANK_SIGNALS for kind in ("z", "logrank")),
     "fused_z", "item_logpop", "item_cold", "user_loghist", "user_said",
 )
-
-
-def default_jobs() -> int:
-    """All cores, or one when other processes already keep them busy (threads then wait on each other)."""
-    cores = os.cpu_count() or 1
-    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] > cores + 0.5
-    return 1 if busy else cores
 
 
 def _log_ranks(S: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from reclm_dagster.models.large_catalogue import (
     dense_ease_bytes,
     dense_ease_fits,
     dense_max_items,
+    restricted_ease,
     topk_per_row,
 )
 from reclm_dagster.models.neighbors import ItemKNN, RP3beta
@@ -89,6 +90,16 @@ def test_restricted_ease_is_ease_when_every_pair_co_occurs():
         assert 0 < len(N) <= 6 and j not in N
         w = np.linalg.solve(G[np.ix_(N, N)] + 5.0 * np.eye(len(N)), G[N, j])
         np.testing.assert_allclose(B[N, j], w, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_restricted_ease_split_between_threads_is_the_single_thread_result(jobs):
+    X = _random_X(seed=5, shape=(150, 70), p=0.25)
+    G = topk_per_row(sp.csr_matrix(X.T @ X - sp.diags((X.T @ X).diagonal()), dtype=np.float32), 10)
+    diag = np.asarray(X.multiply(X).sum(axis=0)).ravel()
+    alone = restricted_ease(G, diag, 20.0, batch=3, jobs=1)
+    split = restricted_ease(G, diag, 20.0, batch=3, jobs=jobs)
+    assert alone.nnz > 0 and (alone != split).nnz == 0 and np.array_equal(alone.indptr, split.indptr)
 
 
 def test_restricted_ease_at_another_l2_from_the_kept_gram_is_a_fresh_fit_at_it():
