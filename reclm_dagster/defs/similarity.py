@@ -12,10 +12,10 @@ from reclm_dagster import settings
 from reclm_dagster.defs.common import dataset_partitions, table_meta, profiled
 from reclm_dagster.defs.evaluation import evaluation
 from reclm_dagster.defs.selection import SELECTION_IN, TABLE_INS, dataset_tables
-from reclm_dagster.models.fusion import linear_fusion
 from reclm_dagster.models.matrix import InteractionMatrix
 from reclm_dagster.models.neighbors import ItemKNN
 from reclm_dagster.models.ranking import topk
+from reclm_dagster.models.similar_items import fused_neighbours
 from reclm_dagster.training import attach_reranker, chosen_config_from, fit_hybrid, reranker_from
 
 BATCH = 512
@@ -43,22 +43,18 @@ def item_similarity(context: dg.AssetExecutionContext, items: pd.DataFrame, inte
     frames = []
     for start in tqdm(range(0, n, BATCH), desc="item neighbours", disable=n <= BATCH):
         rows = np.arange(start, min(start + BATCH, n))
-        signals = {"text": E[rows] @ E.T, "cf": cf_sim[rows].toarray().astype(np.float32)}
-        fused = linear_fusion(signals, {"text": 1.0, "cf": 1.0}, norm="zscore")
-        fused[np.arange(len(rows)), rows] = -np.inf  # an item is not its own neighbour
-        idx, vals = topk(fused, k, copy=False)
-        r = np.repeat(rows, idx.shape[1])
-        c = idx.ravel()
-        keep = c >= 0
+        # z(text) + z(cf) over every other item, scored on candidates only (models/similar_items.py)
+        idx, vals, text, cf = fused_neighbours(E, cf_sim, rows, k)
+        keep = idx.ravel() >= 0
         frames.append(
             pd.DataFrame(
                 {
-                    "item_id": matrix.items[r[keep]],
-                    "neighbor_id": matrix.items[c[keep]],
+                    "item_id": matrix.items[np.repeat(rows, idx.shape[1])[keep]],
+                    "neighbor_id": matrix.items[idx.ravel()[keep]],
                     "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(rows))[keep],
                     "score": vals.ravel()[keep],
-                    "score_text": signals["text"][r[keep] - start, c[keep]],
-                    "score_cf": signals["cf"][r[keep] - start, c[keep]],
+                    "score_text": text.ravel()[keep],
+                    "score_cf": cf.ravel()[keep],
                 }
             )
         )
