@@ -225,7 +225,7 @@ class SplitData:
     X_valid: sp.csr_matrix
     X_test: sp.csr_matrix
     X_tune: sp.csr_matrix  # X_valid of the users choices are made on (all, or a seeded sample: ``tuning_rows``)
-    X_report: sp.csr_matrix  # X_test of the users reported on (all, or a seeded sample: ``test_rows``)
+    X_report: sp.csr_matrix  # X_test of the users reported on (all, or a seeded sample: ``reported_rows``)
     popularity: np.ndarray  # train interactions per item
     cold: np.ndarray  # the cold-item slice: popularity <= protocol.cold_item_max_train
     recipe_params: dict = field(default_factory=dict)
@@ -262,6 +262,7 @@ def prepare_split(tables: DatasetTables, protocol: EvaluationProtocol, dataset: 
     X_valid, X_test = matrix.align(valid)[0], matrix.align(test)[0]
     return SplitData(tables=tables, cold_tables=cold_tables, split=split, counts=counts, train=train, mask=mask,
                      matrix=matrix, X_train=matrix.X, X_valid=X_valid, X_test=X_test,
-                     X_tune=tuning_rows(X_valid, protocol), X_report=reported_rows(X_test, protocol), popularity=popularity, cold=popularity <= protocol.cold_item_max_train, recipe_params=recipe_params)
+                     X_tune=tuning_rows(X_valid, protocol), X_report=reported_rows(X_test, protocol),
+                     popularity=popularity, cold=popularity <= protocol.cold_item_max_train, recipe_params=recipe_params)
 
 
