@@ -18,7 +18,7 @@ from reclm_dagster.server import add_serve_parser
 from reclm_dagster.cli_kg import KGExportError, add_kg_parser
 from reclm_dagster.cli_queries import format_query_table, query_retrieval_report
 from reclm_dagster.datasets.schema import DatasetError
-from reclm_dagster.cli_run import _check_dataset, _execute, _materialized  # noqa: F401 (tests patch cli._execute)
+from reclm_dagster.cli_run import _check_dataset, _execute, _materialized, check_evaluation_config  # noqa: F401 (tests patch cli._execute)
 from reclm_dagster.serving import ReclmError
 
 USER_ERRORS = (ReclmError, KGExportError, DatasetError)
@@ -58,6 +58,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "finetune_steps": args.finetune_steps,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    check_evaluation_config()
     valid, test = overrides.get("valid_fraction", 0.1), overrides.get("test_fraction", 0.1)  # 0.1: the defaults
     if test == 0 or valid + test >= 1:
         raise ReclmError("need --test-fraction above 0 and --valid-fraction + --test-fraction below 1 (some must be left to train on)")

@@ -24,9 +24,24 @@ def _check_dataset(name: str) -> None:
         raise ReclmError(f"unknown dataset '{name}': {exc}") from None
 
 
+def check_evaluation_config() -> None:
+    """A bad ``evaluation`` knob in the config is the user's mistake: one line before any step runs
+    (the assets parse it with ``EvaluationProtocol.from_config``, deep inside a run)."""
+    import os
+
+    from reclm_dagster.evaluation.holdout import EvaluationProtocol
+
+    try:
+        EvaluationProtocol.from_config(settings.load_config())
+    except (ValueError, TypeError) as exc:
+        path = os.environ.get("RECLM_CONFIG") or "assets/config/default.yaml"
+        raise ReclmError(f"{path}: evaluation: {exc}") from None
+
+
 def _execute(dataset: str, encoder: str, log_level: str, asset_names: list[str] | None = None, ops_config: dict | None = None):
     """Run the asset graph (or a part of it) for one dataset through the Dagster instance in RECLM_HOME."""
     _check_dataset(dataset)
+    check_evaluation_config()
     from reclm_dagster.defs.resources import ensure_dagster_home
 
     ensure_dagster_home()

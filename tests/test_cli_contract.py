@@ -139,3 +139,17 @@ def test_missing_encoder_is_a_user_error_in_a_fresh_process(home):
     err = out.stderr.strip()
     assert out.returncode == 2, err
     assert len(err.splitlines()) == 1 and "not found" in err and "unexpected" not in err, err
+
+
+@pytest.mark.parametrize("value", ["0", "abc"])
+@pytest.mark.parametrize("command", [["run"], ["eval"]])
+def test_a_bad_evaluation_budget_in_the_config_is_one_line_before_any_run(home, capsys, monkeypatch, value, command):
+    config = (settings.ASSETS_DIR / "config" / "default.yaml").read_text(encoding="utf-8")
+    assert "  tuning_max_cells: 134217728\n" in config
+    bad = home / "bad.yaml"
+    bad.write_text(config.replace("  tuning_max_cells: 134217728\n", f"  tuning_max_cells: {value}\n"), encoding="utf-8")
+    monkeypatch.setenv("RECLM_CONFIG", str(bad))
+    monkeypatch.setattr("reclm_dagster.cli_run.run_graph", lambda *a, **k: pytest.fail("a run started"))
+    assert main([*command, "--dataset", "demo"]) == 2
+    err = _one_line_error(capsys)
+    assert str(bad) in err and "evaluation" in err
