@@ -11,6 +11,9 @@ COMPARE_METRICS = ("ndcg_at_10", "recall_at_10", "recall_at_20", "precision_at_1
 # spelled out so that `reclm compare` need not import the evaluation). Only runs equal in all of
 # them are comparable: another seed or split size moves NDCG@10 by more than a regression would.
 PROTOCOL_PARAMS = ("protocol", "valid_fraction", "test_fraction", "seed", "ks", "cold_item_max_train")
+# Which users chose and which were reported on (``holdout.user_sample_params``): "all", or a seeded
+# sample above the evaluation's cell budgets. A run that did not log them scored every user.
+SAMPLE_PARAMS = ("tuning_users", "test_users")
 
 
 def list_runs(dataset: str | None = None, tracking_uri: str | None = None) -> pd.DataFrame:
@@ -36,6 +39,7 @@ def list_runs(dataset: str | None = None, tracking_uri: str | None = None) -> pd
                 "model": r.data.tags.get("model", r.info.run_name),
                 "encoder_version": r.data.params.get("encoder_version", ""),
                 **{key: r.data.params.get(key, "") for key in PROTOCOL_PARAMS},  # "" = not logged (older run)
+                **{key: r.data.params.get(key, "all") for key in SAMPLE_PARAMS},
                 "started": pd.Timestamp(r.info.start_time, unit="ms"),
                 "run_id": r.info.run_id,
                 "dagster_run_id": r.data.tags.get("dagster_run_id", ""),
@@ -50,9 +54,10 @@ def best_earlier_ndcg(dataset: str, encoder_version: str, model: str, exclude_da
                       protocol_params: dict[str, object]) -> float | None:
     """Best NDCG@10 of earlier runs of the same dataset, encoder, model and protocol, if any.
 
-    ``protocol_params`` is ``EvaluationProtocol.as_params()`` of the current run: a run matches
-    only when it logged every one of them with the same value (MLflow keeps params as strings);
-    an older run that lacks one does not match.
+    ``protocol_params`` is ``EvaluationProtocol.as_params()`` of the current run, with its user
+    samples (``holdout.user_sample_params``): a run matches only when it logged every one of them
+    with the same value (MLflow keeps params as strings); an older run that lacks a protocol param
+    does not match, one that lacks the sample params scored every user.
     """
     runs = list_runs(dataset)
     if runs.empty:

@@ -7,6 +7,7 @@ import pytest
 
 from reclm_dagster import settings
 from reclm_dagster.cli import main
+from reclm_dagster.evaluation.holdout import EvaluationProtocol
 from reclm_dagster.experiments import PROTOCOL_PARAMS
 
 pytestmark = pytest.mark.e2e
@@ -70,6 +71,9 @@ def test_regression_check_blocks_a_worse_model(home, capsys):
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name("demo")
     hybrid = client.search_runs([exp.experiment_id], filter_string="tags.model = 'hybrid'", max_results=1)[0]
+    # the demo is below both cell budgets: every validation and test user was scored, and the run says so
+    assert {k: hybrid.data.params[k] for k in ("tuning_users", "test_users")} == {"tuning_users": "all", "test_users": "all"}
+    assert int(hybrid.data.params["test_max_cells"]) == EvaluationProtocol().test_max_cells
     fake = client.create_run(exp.experiment_id, tags={"model": "hybrid", "dataset": "demo", "dagster_run_id": "earlier"})
     for key in ("encoder_version", *PROTOCOL_PARAMS):  # only a run of the very same protocol is a comparator
         client.log_param(fake.info.run_id, key, hybrid.data.params[key])

@@ -3,7 +3,8 @@
 import pytest
 
 from reclm_dagster.evaluation.offline import EvaluationProtocol
-from reclm_dagster.experiments import PROTOCOL_PARAMS, best_earlier_ndcg, list_runs
+from reclm_dagster.evaluation.holdout import user_sample_params
+from reclm_dagster.experiments import PROTOCOL_PARAMS, SAMPLE_PARAMS, best_earlier_ndcg, list_runs
 
 
 @pytest.fixture()
@@ -34,6 +35,23 @@ def _log_run(uri: str, ndcg: float, params: dict, dagster_run_id: str = "earlier
 
 def test_protocol_params_are_what_the_evaluation_logs():
     assert tuple(EvaluationProtocol().as_params()) == PROTOCOL_PARAMS
+    assert tuple(user_sample_params({})) == SAMPLE_PARAMS
+
+
+def test_user_sample_params_name_a_sample_only_when_one_was_drawn():
+    assert user_sample_params({"tuning": (1342, 200000), "test": (500, 500)}) == {
+        "tuning_users": "1342 of 200000", "test_users": "all"}
+
+
+def test_the_gate_compares_only_runs_scored_on_the_same_user_sample(tracking_uri):
+    current = {**EvaluationProtocol().as_params(), **user_sample_params({"test": (1000, 20000)})}
+    _log_run(tracking_uri, 0.40, current)
+    _log_run(tracking_uri, 0.90, {**current, "test_users": "all"})  # every test user: another number
+    _log_run(tracking_uri, 0.80, {**current, "test_users": "2000 of 20000"})
+    _log_run(tracking_uri, 0.70, EvaluationProtocol().as_params())  # logged before the samples: every user
+    assert best_earlier_ndcg("demo", "enc@1", "hybrid", "now", current) == pytest.approx(0.40)
+    everyone = {**EvaluationProtocol().as_params(), **user_sample_params({})}
+    assert best_earlier_ndcg("demo", "enc@1", "hybrid", "now", everyone) == pytest.approx(0.90)
 
 
 def test_regression_gate_compares_only_runs_of_identical_protocol(tracking_uri):
@@ -63,4 +81,8 @@ def test_the_gate_reads_the_logged_params_back_from_the_stored_report():
     stored = {"method": "temporal", "valid_fraction": 0.05, "test_fraction": 0.2, "seed": 3, "ks": [10, 20],
               "cold_item_max_train": 1, "name": protocol.name()}  # the report's protocol part, through JSON
     report = json.loads(json.dumps({"protocol": stored}))
-    assert {k: str(v) for k, v in reported_protocol_params(report).items()} == {k: str(v) for k, v in protocol.as_params().items()}
+    logged = {**protocol.as_params(), **user_sample_params({})}
+    assert {k: str(v) for k, v in reported_protocol_params(report).items()} == {k: str(v) for k, v in logged.items()}
+    sampled = json.loads(json.dumps({"protocol": {**stored, "test_users": {"scored": 1000, "of": 20000}}}))
+    assert reported_protocol_params(sampled)["test_users"] == "1000 of 20000"
+    assert reported_protocol_params(sampled)["tuning_users"] == "all"

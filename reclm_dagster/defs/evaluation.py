@@ -19,6 +19,7 @@ from reclm_dagster.defs.resources import EncoderResource, MLflowResource
 from reclm_dagster.defs.selection import (
     SELECTION_IN, TABLE_INS, SelectionConfig, dataset_tables, finetune_inputs, protocol_for, with_encoder,
 )
+from reclm_dagster.evaluation.holdout import user_sample_params
 from reclm_dagster.evaluation.offline import EvaluationProtocol, EvaluationResult, offline_evaluation
 from reclm_dagster.evaluation.selection import selection_from_tables
 from reclm_dagster.evaluation.plots import plot_metrics_at_k, plot_popularity_bias
@@ -169,7 +170,9 @@ def log_to_mlflow(mlflow: MLflowResource, dataset, result, protocol, model_param
             name = encoder_name if version == encoder_version else version.split("@")[0]
             tags = {"dagster_run_id": dagster_run_id, "dataset": dataset, "model": model, "encoder_version": version}
             with mlflow.start_run(dataset, run_name=f"{model} · {version}", tags=tags) as run:
-                params = {**protocol.as_params(), "model": model, "encoder_name": name, "encoder_version": version}
+                params = {**protocol.as_params(), **user_sample_params(result.scored_users),
+                          "tuning_max_cells": protocol.tuning_max_cells, "test_max_cells": protocol.test_max_cells,
+                          "model": model, "encoder_name": name, "encoder_version": version}
                 if model in ("hybrid", "cf"):
                     params.update(model_params)
                 params.update({f"param_{k}": v for k, v in result.params.get(model, {}).items()})
@@ -210,7 +213,9 @@ def reported_protocol_params(report: dict) -> dict[str, object]:
         method=p["method"], valid_fraction=p["valid_fraction"], test_fraction=p["test_fraction"], seed=p["seed"],
         ks=tuple(p["ks"]), cold_item_max_train=p["cold_item_max_train"],
     )
-    return protocol.as_params()
+    sampled = {role: (p[f"{role}_users"]["scored"], p[f"{role}_users"]["of"])
+               for role in ("tuning", "test") if f"{role}_users" in p}  # the report names a sample only when drawn
+    return {**protocol.as_params(), **user_sample_params(sampled)}
 
 
 @dg.asset_check(
@@ -218,7 +223,7 @@ def reported_protocol_params(report: dict) -> dict[str, object]:
     partitions_def=dataset_partitions,
     blocking=True,
     description="Fails when the hybrid's NDCG@10 falls more than 5% below the best earlier MLflow run of the same dataset, "
-                "encoder and protocol (method, split fractions, seed, ks, cold-item threshold).",
+                "encoder and protocol (method, split fractions, seed, ks, cold-item threshold, validation and test user samples).",
 )
 def ndcg_not_regressed(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     from reclm_dagster.experiments import best_earlier_ndcg

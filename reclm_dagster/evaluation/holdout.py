@@ -37,6 +37,20 @@ TUNING_MIN_USERS = 500
 TEST_MAX_CELLS = 2**30
 
 
+# The user samples as MLflow params: "all" below the budget, "<scored> of <users>" above it.
+# Numbers from different samples are not comparable, so the regression gate matches on them too.
+SAMPLE_PARAMS = ("tuning_users", "test_users")
+
+
+def user_sample_params(scored_users: dict[str, tuple[int, int]]) -> dict[str, str]:
+    """``{"tuning_users", "test_users"}`` from ``EvaluationResult.scored_users`` ({role: (scored, of)})."""
+    out = {}
+    for role in ("tuning", "test"):
+        scored, of = scored_users.get(role, (0, 0))
+        out[f"{role}_users"] = "all" if scored >= of else f"{scored} of {of}"
+    return out
+
+
 @dataclass
 class EvaluationProtocol:
     valid_fraction: float = 0.1
