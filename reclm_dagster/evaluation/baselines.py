@@ -9,7 +9,9 @@ on **test** with the train+valid history excluded. Without a validation split
 
 Memory. One fitted model is alive at a time (EASE holds a dense n_items²
 array): test is scored as soon as a candidate leads on validation, so the
-leader never has to be kept while the next candidate is fitted. Above the dense cap
+leader never has to be kept while the next candidate is fitted. Item-kNN's k grid and RP3beta's
+β grid are the exception: their sparse n × k models are fitted together in one pass over the
+co-occurrence product they share (``Baseline.fit_grid``), each the model its own fit would give. Above the dense cap
 (``ease_max_items``, default measured from free memory) 'ease' is the sparse restricted EASE of
 models/large_catalogue.py, reported with ``sparse: True`` in its params.
 """
@@ -50,6 +52,21 @@ class Baseline:
     # refit(model, **params): a fitted candidate at another setting, re-using the work that does not
     # depend on it (the sparse EASE's pruned gram across λ); None: every candidate is fitted anew
     refit: Callable[..., object] | None = None
+    # fit_grid(X, settings): every setting of a grid fitted in one pass over the work they share, the
+    # same models as one fit each (None when this grid cannot share it); None: one fit per setting
+    fit_grid: Callable[[sp.csr_matrix, list[dict]], list | None] | None = None
+
+
+def _one_pass(cls, varying: str):
+    """A ``fit_grid`` for a model whose ``cls.fit_grid(X, values, **fixed)`` shares work across ``varying``."""
+    def fit_grid(X: sp.csr_matrix, settings: list[dict]) -> list | None:
+        fixed = [{k: v for k, v in s.items() if k != varying} for s in settings]
+        if any(f != fixed[0] for f in fixed):  # another knob varies too: one fit per setting
+            return None
+        cast = int if varying == "k_neighbors" else float
+        return cls.fit_grid(X, [cast(s[varying]) for s in settings],
+                            **{k: int(v) if k == "k_neighbors" else v for k, v in fixed[0].items()})
+    return fit_grid
 
 
 REGISTRY: dict[str, Baseline] = {
@@ -59,11 +76,13 @@ REGISTRY: dict[str, Baseline] = {
         lambda k_neighbors: ItemKNN(k_neighbors=int(k_neighbors)),
         {"k_neighbors": (50, 100, 200, 400)},
         {"k_neighbors": 100},
+        fit_grid=_one_pass(ItemKNN, "k_neighbors"),  # one co-occurrence product, ranked once, cut at each k
     ),
     "rp3beta": Baseline(
         lambda alpha, beta, k_neighbors: RP3beta(alpha=alpha, beta=beta, k_neighbors=int(k_neighbors)),
         {"beta": (0.0, 0.2, 0.35, 0.5)},
         {"alpha": 1.0, "beta": 0.5, "k_neighbors": 100},
+        fit_grid=_one_pass(RP3beta, "beta"),  # one random-walk product for every β
     ),
     "ease": Baseline(lambda l2: EASE(l2=float(l2)), {"l2": (50.0, 100.0, 200.0, 500.0, 1000.0)}, {"l2": 200.0}, "line"),
     # 'ease' above the dense cap: each item's EASE solved on its 100 strongest co-consumed items,
@@ -135,25 +154,34 @@ def _search(name, X_train, X_valid, grid, metric, item_popularity, on_best=None)
     """Fit each candidate on train, score validation; call ``on_best(model, params)`` on each new leader.
 
     The registry's ``search`` says which candidates: all (``grid``), or a line search along a
-    single ordered parameter (``line``, see ``line_order``) when ``grid`` is the registry's."""
+    single ordered parameter (``line``, see ``line_order``) when ``grid`` is the registry's. A grid
+    fitted in one pass (``fit_grid``) gives each setting's ``fit_s`` an equal share of its time."""
     k = _metric_k(metric)
     b = REGISTRY[name]
     grid = b.grid if grid is None else grid
     rows, best, best_value = [], None, -np.inf
     settings = candidates(name, grid)
     first = None  # with a ``refit``: the first fit, whose setting-free work the others re-use
+    line = b.search == "line" and len(grid) == 1 and grid == b.grid  # one ordered parameter
+    fitted, grid_s = None, 0.0  # with a ``fit_grid``: every candidate from one pass, its time shared
+    if not line and b.fit_grid is not None and len(settings) > 1:
+        start = time.perf_counter()
+        fitted = b.fit_grid(sp.csr_matrix(X_train), settings)
+        grid_s = (time.perf_counter() - start) / len(settings)
 
     def value_of(i: int) -> float:
         nonlocal best, best_value, first
         params = settings[i]
         start = time.perf_counter()
-        if b.refit is None:
+        if fitted is not None:
+            model, fitted[i] = fitted[i], None  # dropped after scoring, like a fit of its own
+        elif b.refit is None:
             model = fit_baseline(name, X_train, params)
         elif first is None:
             model = first = b.make(**{**b.defaults, **params}, keep_gram=True).fit(sp.csr_matrix(X_train))
         else:
             model = b.refit(first, **{**b.defaults, **params})
-        fit_s = time.perf_counter() - start
+        fit_s = time.perf_counter() - start + grid_s
         res = evaluate(lambda r, m=model: m.score(r, X_train), X_train, X_valid, X_train, ks=(k,),
                        item_popularity=item_popularity)
         value = float(res[metric])
@@ -165,7 +193,7 @@ def _search(name, X_train, X_valid, grid, metric, item_popularity, on_best=None)
         del model  # an EASE candidate is an n_items² array: freed (refcount) before the next fit
         return value if np.isfinite(value) else -np.inf
 
-    if b.search == "line" and len(grid) == 1 and grid == b.grid:  # one ordered parameter
+    if line:
         [(param, values)] = grid.items()
         start = values.index(b.defaults[param]) if b.defaults.get(param) in values else len(values) // 2
         line_order(values, start, value_of)

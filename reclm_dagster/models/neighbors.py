@@ -42,16 +42,22 @@ def _topk_columns(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 _SPARSE_TOPK_DENSITY = 0.1
 
 
-def _topk_groups(group: np.ndarray, other: np.ndarray, vals: np.ndarray, k: int):
-    """The ``k`` largest ``vals`` of each ``group`` (ties: the lower ``other`` first), as
-    ``(group, other, vals)``; zeros are dropped, as ``_assemble`` would."""
+def _ranked_groups(group: np.ndarray, other: np.ndarray, vals: np.ndarray):
+    """``(group, other, vals, rank)`` sorted by group, then ``vals`` descending (ties: the lower
+    ``other`` first); ``rank`` is each entry's place in its group. Zeros are dropped, as ``_assemble`` would."""
     nz = vals != 0
     group, other, vals = group[nz], other[nz], vals[nz]
     order = np.lexsort((other, -vals, group))
     group, other, vals = group[order], other[order], vals[order]
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(group) else np.zeros(0, np.int64)
     first = np.repeat(starts, np.diff(np.r_[starts, len(group)]))
-    keep = np.arange(len(group)) - first < k
+    return group, other, vals, np.arange(len(group)) - first
+
+
+def _topk_groups(group: np.ndarray, other: np.ndarray, vals: np.ndarray, k: int):
+    """The ``k`` largest ``vals`` of each ``group`` (ties: the lower ``other`` first), as ``(group, other, vals)``."""
+    group, other, vals, rank = _ranked_groups(group, other, vals)
+    keep = rank < k
     return group[keep], other[keep], vals[keep]
 
 
@@ -121,12 +127,26 @@ class ItemKNN:
         self.weighted = weighted
 
     def fit(self, X: sp.spmatrix) -> "ItemKNN":
+        [self.similarity_] = self._similarities(X, (self.k_neighbors,))
+        return self
+
+    @classmethod
+    def fit_grid(cls, X: sp.spmatrix, ks, **kwargs) -> list["ItemKNN"]:
+        """``[ItemKNN(k_neighbors=k, **kwargs).fit(X) for k in ks]`` from one pass over the
+        co-occurrence blocks: each block is multiplied, normalised and ranked once and cut at each k
+        (the same entries, in the same order, as a fit per k)."""
+        models = [cls(k_neighbors=k, **kwargs) for k in ks]
+        for model, S in zip(models, models[0]._similarities(X, ks)):
+            model.similarity_ = S
+        return models
+
+    def _similarities(self, X: sp.spmatrix, ks) -> list[sp.csr_matrix]:
         Xb = _history(X, np.arange(X.shape[0]), binary=not self.weighted).tocsc()
         n = Xb.shape[1]
         Xt = Xb.T.tocsr()
         norms = np.sqrt(np.asarray(Xb.multiply(Xb).sum(axis=0)).ravel())
-        k = min(self.k_neighbors, n)
-        rows, cols, vals = [], [], []
+        ks = [min(k, n) for k in ks]
+        parts = [([], [], []) for _ in ks]  # (rows, cols, vals) of each k
         step = _block_size(n)
         for s in range(0, n, step):
             e = min(n, s + step)
@@ -140,10 +160,12 @@ class ItemKNN:
                 elif self.shrink:
                     v = v / (1.0 + self.shrink)
                 v[source == target] = 0.0  # no self-similarity
-                t, r, v = _topk_groups(target, source, v, k)
-                rows.append(r)
-                cols.append(t)
-                vals.append(v)
+                t, r, v, rank = _ranked_groups(target, source, v)
+                for (rows, cols, vals), k in zip(parts, ks):
+                    keep = rank < k
+                    rows.append(r[keep])
+                    cols.append(t[keep])
+                    vals.append(v[keep])
                 continue
             block = co.toarray()
             if self.normalize:
@@ -151,12 +173,12 @@ class ItemKNN:
             elif self.shrink:
                 block /= 1.0 + self.shrink
             block[np.arange(s, e), np.arange(e - s)] = 0.0  # no self-similarity
-            r, v = _topk_columns(block, k)
-            rows.append(r.ravel())
-            cols.append(np.broadcast_to(np.arange(s, e), r.shape).ravel())
-            vals.append(v.ravel())
-        self.similarity_ = _assemble(rows, cols, vals, n)
-        return self
+            for (rows, cols, vals), k in zip(parts, ks):
+                r, v = _topk_columns(block, k)
+                rows.append(r.ravel())
+                cols.append(np.broadcast_to(np.arange(s, e), r.shape).ravel())
+                vals.append(v.ravel())
+        return [_assemble(rows, cols, vals, n) for rows, cols, vals in parts]
 
     def score(self, user_rows: np.ndarray, X: sp.spmatrix) -> np.ndarray:
         H = _history(X, user_rows, binary=not self.weighted)
@@ -192,6 +214,19 @@ class RP3beta:
         self.normalize_similarity = normalize_similarity
 
     def fit(self, X: sp.spmatrix) -> "RP3beta":
+        [self.similarity_] = self._similarities(X, (self.beta,))
+        return self
+
+    @classmethod
+    def fit_grid(cls, X: sp.spmatrix, betas, **kwargs) -> list["RP3beta"]:
+        """``[RP3beta(beta=b, **kwargs).fit(X) for b in betas]`` with one random-walk product per
+        block: β only divides its columns by degree^β before the pruning (the same arithmetic as a fit per β)."""
+        models = [cls(beta=b, **kwargs) for b in betas]
+        for model, W in zip(models, models[0]._similarities(X, betas)):
+            model.similarity_ = W
+        return models
+
+    def _similarities(self, X: sp.spmatrix, betas) -> list[sp.csr_matrix]:
         from sklearn.preprocessing import normalize  # here: sklearn is not needed to answer a request
 
         R = _history(X, np.arange(X.shape[0]), binary=self.binarize)
@@ -199,42 +234,49 @@ class RP3beta:
         Pui = normalize(R, norm="l1", axis=1).astype(np.float32)
         Xt = binarize(R.T)  # item degrees count users, not weights
         degree = np.asarray(Xt.sum(axis=1)).ravel()
-        deg_pow = np.zeros(n, dtype=np.float32)
         nz = degree > 0
-        deg_pow[nz] = np.power(degree[nz], -self.beta)
+        deg_pows = []
+        for beta in betas:
+            deg_pow = np.zeros(n, dtype=np.float32)
+            deg_pow[nz] = np.power(degree[nz], -beta)
+            deg_pows.append(deg_pow)
         Piu = normalize(Xt, norm="l1", axis=1).astype(np.float32)
         if self.alpha != 1.0:
             Pui.data **= self.alpha
             Piu.data **= self.alpha
         k = min(self.k_neighbors, n)
-        rows, cols, vals = [], [], []
+        parts = [([], [], []) for _ in betas]  # (rows, cols, vals) of each β
         step = _block_size(n)
         for s in range(0, n, step):
             e = min(n, s + step)
             walk = Piu[s:e] @ Pui
             sparse = _sparse_block(walk, n * (e - s))
             if sparse is not None:
-                source, target, v = _entries(sparse)
+                source, target, walked = _entries(sparse)
                 source = source + s
-                v = v * deg_pow[target]
-                v[source == target] = 0.0
-                r, c, v = _topk_groups(source, target, v, k)
-                rows.append(r)
-                cols.append(c)
-                vals.append(v)
+                own = source == target
+                for (rows, cols, vals), deg_pow in zip(parts, deg_pows):
+                    v = walked * deg_pow[target]
+                    v[own] = 0.0
+                    r, c, v = _topk_groups(source, target, v, k)
+                    rows.append(r)
+                    cols.append(c)
+                    vals.append(v)
                 continue
-            block = walk.toarray() * deg_pow[None, :]
-            block[np.arange(e - s), np.arange(s, e)] = 0.0
-            # top-k per row == top-k per column of the transpose
-            c, v = _topk_columns(block.T, k)
-            cols.append(c.T.ravel())
-            rows.append(np.broadcast_to(np.arange(s, e)[:, None], (e - s, c.shape[0])).ravel())
-            vals.append(v.T.ravel())
-        W = _assemble(rows, cols, vals, n)
-        if self.normalize_similarity:
-            W = normalize(W, norm="l1", axis=1).astype(np.float32)
-        self.similarity_ = W
-        return self
+            walked = walk.toarray()
+            for (rows, cols, vals), deg_pow in zip(parts, deg_pows):
+                block = walked * deg_pow[None, :]
+                block[np.arange(e - s), np.arange(s, e)] = 0.0
+                # top-k per row == top-k per column of the transpose
+                c, v = _topk_columns(block.T, k)
+                cols.append(c.T.ravel())
+                rows.append(np.broadcast_to(np.arange(s, e)[:, None], (e - s, c.shape[0])).ravel())
+                vals.append(v.T.ravel())
+        similarities = []
+        for rows, cols, vals in parts:
+            W = _assemble(rows, cols, vals, n)
+            similarities.append(normalize(W, norm="l1", axis=1).astype(np.float32) if self.normalize_similarity else W)
+        return similarities
 
     def score(self, user_rows: np.ndarray, X: sp.spmatrix) -> np.ndarray:
         H = _history(X, user_rows, binary=self.binarize)

@@ -141,6 +141,33 @@ def test_the_sparse_eases_lambda_search_refits_from_one_gram_with_the_same_choic
                                   anew.baseline_tuning["ease"].drop(columns="fit_s"))
 
 
+@pytest.mark.parametrize("name, model", [("itemknn", "ItemKNN"), ("rp3beta", "RP3beta")])
+def test_a_neighbour_grid_fitted_in_one_pass_chooses_and_reports_as_one_fit_per_setting(monkeypatch, name, model):
+    df = synthetic_interactions(n_users=80, n_items=30)
+    passes = []
+    cls = getattr(bl, model)
+    real = cls._similarities
+    monkeypatch.setattr(cls, "_similarities", lambda self, X, values: passes.append(len(values)) or real(self, X, values))
+    shared = evaluate_baselines(df, EvaluationProtocol(), baselines=(name,))
+    assert passes == [4]  # the whole grid from one product
+    passes.clear()
+    monkeypatch.setitem(REGISTRY, name, dataclasses.replace(REGISTRY[name], fit_grid=None))
+    alone = evaluate_baselines(df, EvaluationProtocol(), baselines=(name,))
+    assert passes == [1, 1, 1, 1]
+    assert shared.params == alone.params
+    pd.testing.assert_frame_equal(shared.metrics, alone.metrics)
+    pd.testing.assert_frame_equal(shared.baseline_tuning[name].drop(columns="fit_s"),
+                                  alone.baseline_tuning[name].drop(columns="fit_s"))
+
+
+def test_a_grid_that_varies_another_knob_is_fitted_one_setting_at_a_time():
+    X = sp.csr_matrix(np.random.default_rng(0).random((20, 15)) < 0.3, dtype=np.float32)
+    assert REGISTRY["rp3beta"].fit_grid(X, [{"alpha": 1.0, "beta": 0.2, "k_neighbors": 10},
+                                            {"alpha": 0.5, "beta": 0.2, "k_neighbors": 10}]) is None
+    models = REGISTRY["rp3beta"].fit_grid(X, [{"alpha": 0.5, "beta": b, "k_neighbors": 10} for b in (0.0, 0.5)])
+    assert [(m.alpha, m.beta, m.k_neighbors) for m in models] == [(0.5, 0.0, 10), (0.5, 0.5, 10)]
+
+
 def test_temporal_protocol_holds_out_each_users_latest():
     df = synthetic_interactions(n_users=20, per_user=10)
     res = evaluate_baselines(df, EvaluationProtocol(method="temporal", valid_fraction=0.1, test_fraction=0.2), baselines=("pop",))

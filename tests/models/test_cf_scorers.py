@@ -171,3 +171,27 @@ def test_sparse_and_dense_pruning_keep_the_same_neighbours(monkeypatch, make):
         b = np.sort(dense.data[dense.indptr[j]:dense.indptr[j + 1]])
         np.testing.assert_allclose(a, b, rtol=1e-5)
     assert (np.diff(sparse.indptr) <= 4).all()
+
+
+@pytest.mark.parametrize("density", [1.1, -1.0])  # every block pruned entry by entry / every block dense
+@pytest.mark.parametrize("grid", ["itemknn", "rp3beta", "rp3beta_normalised"])
+def test_a_grid_fitted_in_one_pass_is_each_setting_fitted_alone(monkeypatch, density, grid):
+    """The baselines' grids share the co-occurrence (random-walk) product: every model equals its
+    own fit, entry for entry, ties included — in several blocks, sparse and dense."""
+    rng = np.random.default_rng(11)
+    X = sp.csr_matrix((rng.random((50, 70)) < 0.08) * rng.integers(1, 4, (50, 70)), dtype=np.float32)
+    X[:, 3] = X[:, 4]  # two items with the same column: tied neighbours everywhere
+    monkeypatch.setattr(nb_mod, "_SPARSE_TOPK_DENSITY", density)
+    monkeypatch.setattr(nb_mod, "_BLOCK_CELLS", 70 * 9)  # blocks of 9 items
+    if grid == "itemknn":
+        ks = (1, 3, 5, 200)
+        shared = ItemKNN.fit_grid(X, ks, shrink=1.5)
+        alone = [ItemKNN(k_neighbors=k, shrink=1.5).fit(X) for k in ks]
+    else:
+        betas, extra = (0.0, 0.2, 0.35, 0.5), {"normalize_similarity": grid == "rp3beta_normalised"}
+        shared = RP3beta.fit_grid(X, betas, alpha=0.8, k_neighbors=4, **extra)
+        alone = [RP3beta(alpha=0.8, beta=b, k_neighbors=4, **extra).fit(X) for b in betas]
+    assert all((m.similarity_ != shared[0].similarity_).nnz for m in shared[1:])  # the settings differ
+    for a, b in zip(shared, alone):
+        assert (a.similarity_ != b.similarity_).nnz == 0
+        assert a.similarity_.nnz == b.similarity_.nnz and np.array_equal(a.similarity_.indices, b.similarity_.indices)
