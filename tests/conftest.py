@@ -81,3 +81,13 @@ def demo_home(tmp_path_factory) -> Path:
         else:
             os.environ["RECLM_HOME"] = old
     return home
+
+
+@pytest.fixture(autouse=True)
+def _empty_fit_cache():
+    """Each test starts with no cached sparse fit (models/fit_cache.py is process-wide)."""
+    from reclm_dagster.models import fit_cache
+
+    fit_cache.clear()
+    yield
+    fit_cache.clear()

@@ -35,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from reclm_dagster.cores import default_jobs
+from reclm_dagster.models import fit_cache
 from reclm_dagster.models.ease import EASE, ease_order
 from reclm_dagster.models.matrix import binarize
 
@@ -294,6 +295,10 @@ class SparseItemCF:
                 raise ValueError(f"side has {side.shape[0]} item rows, X has {n} items")
             R = sp.vstack([R, cfg.side_weight * sp.csr_matrix(side, dtype=np.float32).T]).tocsr()
         R.sum_duplicates()
+        # the same config on the same rows (interactions and side rows) was fitted before in this process
+        self.data_key_ = fit_cache.data_key(R, np.asarray(X.shape))
+        if not self.keep_gram and self._from_cache():
+            return self
         k = max(1, min(int(cfg.k_neighbors), max(n - 1, 1)))
         Rt = R.T.tocsr()  # items × users
         user_deg = np.asarray(R.sum(axis=1)).ravel()  # (weighted) row sums
@@ -342,7 +347,21 @@ class SparseItemCF:
         # rp3beta keeps the k best targets per source row already
         self.similarity_ = S
         self.similarity_.sort_indices()
+        self._to_cache()
         return self
+
+    def _cache_key(self) -> str:
+        return fit_cache.fit_key(type(self).__name__, self.config, self.data_key_)
+
+    def _from_cache(self) -> bool:
+        hit = fit_cache.get(self._cache_key())
+        if hit is not None:
+            self.similarity_, self.item_pop_ = hit["similarity_"], hit["item_pop_"]
+        return hit is not None
+
+    def _to_cache(self) -> None:
+        fit_cache.put(self._cache_key(), {"similarity_": self.similarity_, "item_pop_": self.item_pop_},
+                      fit_cache.nbytes_of(self.similarity_, self.item_pop_))
 
     def _solve_ease(self, lookup: sp.csr_matrix, gram_diag: np.ndarray) -> None:
         cfg = self.config
@@ -350,6 +369,7 @@ class SparseItemCF:
         S = restricted_ease(topk_per_row(lookup, k), gram_diag, float(cfg.l2), lookup=lookup)
         self.similarity_ = topk_per_row(S, int(cfg.max_per_source)) if cfg.max_per_source else S
         self.similarity_.sort_indices()
+        self._to_cache()
 
     def with_l2(self, l2: float) -> "SparseItemCF":
         """This restricted EASE at ridge ``l2``, re-solved from the pruned gram this fit kept
@@ -358,6 +378,7 @@ class SparseItemCF:
             raise ValueError("with_l2 needs a restricted-EASE fit made with keep_gram=True")
         other = SparseItemCF(self.config, l2=float(l2))
         other.item_pop_, other.keep_gram, other.gram_ = self.item_pop_, True, self.gram_
+        other.data_key_ = self.data_key_  # the same rows: its result is a fit at l2 on them (cached as one)
         other._solve_ease(*self.gram_)
         return other
 

@@ -35,7 +35,8 @@ from reclm_dagster import training
 from reclm_dagster.kg.build import user_tag_facts
 from reclm_dagster.models import ease as ease_module
 from reclm_dagster.models.hybrid import HybridConfig
-from reclm_dagster.models.large_catalogue import ENV_DENSE_MAX_ITEMS
+from reclm_dagster.models import fit_cache
+from reclm_dagster.models.large_catalogue import ENV_DENSE_MAX_ITEMS, SparseItemCF
 from reclm_dagster.training import DatasetTables, fit_hybrid
 
 MAIN, COLD = "zzmainzz", "zzcoldzz"
@@ -140,8 +141,9 @@ def run_evaluation(tables, monkeypatch, trained=None, stored_selection: bool = F
     return result, fits
 
 
-def item_side_differences(model, reference) -> list[str]:
-    """What differs between the item side (and user profiles) of two fits of the same train split."""
+def item_side_differences(model, reference, cf: bool = True) -> list[str]:
+    """What differs between the item side (and user profiles) of two fits of the same train split
+    (``cf``: and their sparse CF weights, when both were fitted at the same setting)."""
     out = []
     if not np.allclose(model.item_vectors_, reference.item_vectors_, atol=1e-5):
         out.append("item vectors differ from the fit without the held-out rows")
@@ -151,6 +153,8 @@ def item_side_differences(model, reference) -> list[str]:
         out.append("BM25 vocabulary differs")
     if [sorted(t) for t in model.user_text_.tokens] != [sorted(t) for t in reference.user_text_.tokens]:
         out.append("user profiles differ")
+    if cf and isinstance(model.cf_, SparseItemCF) and (model.cf_.similarity_ != reference.cf_.similarity_).nnz:
+        out.append("sparse CF weights differ from the fit without the held-out rows")  # e.g. a cached fit on other words
     return out
 
 
@@ -195,12 +199,14 @@ def canary_findings(layout: str, tmp_path, monkeypatch, stored_selection: bool =
             found += [f"{role} fit: {w!r}" for w in leaks(model_words(model), canary)]
     _, model, train, _, config = next(f for f in fits if f[0] == "main")
     deleted = DatasetTables.from_dataset(_load(tmp_path / "deleted", layout, content.without_pairs(raw(held))), ENCODER)
+    fit_cache.clear()  # the reference is fitted from scratch, never served
     reference, matrix = fit_hybrid(deleted, train, config=config)
     found += item_side_differences(model, reference)
     # the lexical ablation's text side too (the same words, another encoder)
     swapped = next(f[1] for f in fits if f[0] == "ablation")
     expected = training.with_text_from(reference, deleted.with_encoder(LexicalEncoder()), matrix.users, matrix.items)
-    found += [f"ablation: {d}" for d in item_side_differences(swapped, expected)]
+    # (its CF is the chosen g's, the reference's the first g of the grid: the CF is compared above)
+    found += [f"ablation: {d}" for d in item_side_differences(swapped, expected, cf=False)]
     # the fine-tuned encoder's training pairs: no held-out word, no held-out pair as co-consumption
     assert len(trained) == 1 and len(trained[0]) and "hybrid@finetuned" in result.params, "fine-tuning was not seen"
     pairs = trained[0]
@@ -226,6 +232,40 @@ def test_no_held_out_word_reaches_the_large_catalogue_cf(tmp_path, monkeypatch):
     content, tables, *_ = planted(tmp_path / "again", "folder")
     _, fits = run_evaluation(tables, monkeypatch)
     assert {type(model.cf_).__name__ for _, model, *_ in fits} == {"SparseItemCF"}
+
+
+def _leaky_fits_cached_first(tmp_path, monkeypatch) -> None:
+    """Fill the sparse fit cache with an evaluation that reads every word (the held-out mask off)."""
+    _, tables, *_ = planted(tmp_path / "leaky", "folder")
+    with monkeypatch.context() as leaky:
+        leaky.setattr(holdout, "held_out_description_mask", lambda d, h: np.ones(len(d), dtype=bool))
+        run_evaluation(tables, leaky)
+
+
+def test_no_fit_on_held_out_words_is_served_from_the_fit_cache(tmp_path, monkeypatch):
+    """models/fit_cache.py: the cache holds fits of the same rows with every word; the masked
+    evaluation after it must fit its own (its side rows differ) and match the fit without them."""
+    monkeypatch.setenv(ENV_DENSE_MAX_ITEMS, "1")
+    _leaky_fits_cached_first(tmp_path, monkeypatch)
+    assert canary_findings("folder", tmp_path, monkeypatch) == []
+
+
+def test_the_evaluation_of_a_stored_selection_is_served_the_selections_sparse_fits(tmp_path, monkeypatch):
+    """In one process (``reclm run``) the evaluation's refits of the stored choice are the selection's own fits."""
+    monkeypatch.setenv(ENV_DENSE_MAX_ITEMS, "1")
+    _, tables, *_ = planted(tmp_path, "folder")
+    calls = []
+    real = SparseItemCF._from_cache
+    monkeypatch.setattr(SparseItemCF, "_from_cache", lambda self: calls.append(hit := real(self)) or hit)
+    result, fits = run_evaluation(tables, monkeypatch, stored_selection=True)
+    assert "stored" in result.selection_source and sum(calls) >= 2  # at least the main and the cold-user hybrid
+
+
+def test_canary_fails_when_the_fit_cache_ignores_the_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_DENSE_MAX_ITEMS, "1")
+    monkeypatch.setattr(fit_cache, "data_key", lambda *matrices: "every fit alike")
+    _leaky_fits_cached_first(tmp_path, monkeypatch)
+    assert "sparse CF weights differ from the fit without the held-out rows" in canary_findings("folder", tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("solver", ["primal", "dual"])
