@@ -20,6 +20,7 @@ from reclm_dagster.defs.selection import (
     SELECTION_IN, TABLE_INS, SelectionConfig, dataset_tables, finetune_inputs, protocol_for, with_encoder,
 )
 from reclm_dagster.evaluation.holdout import user_sample_params
+from reclm_dagster.models import fit_cache
 from reclm_dagster.evaluation.offline import EvaluationProtocol, EvaluationResult, offline_evaluation
 from reclm_dagster.evaluation.selection import selection_from_tables
 from reclm_dagster.evaluation.plots import plot_metrics_at_k, plot_popularity_bias
@@ -98,7 +99,7 @@ def evaluation(
     tables = dataset_tables(items, interactions, descriptions, catalogue_facts, text_tokens, text_embeddings)
     enc = with_encoder(duckdb, encoder, schema, dataset, tables)
     stored = selection_from_tables(hybrid_selection)
-    start = time.perf_counter()
+    start, served_before = time.perf_counter(), fit_cache.stats["hits"]
     base, recipe = finetune_inputs(enc, dataset, protocol)
     if recipe is not None:
         context.log.warning(f"{tables.encoder_version} was fine-tuned on rows this split holds out: the evaluation "
@@ -134,6 +135,7 @@ def evaluation(
         "hybrid_setting": json.dumps(tuned.as_params()),
         "reranker": "kept (won on held-out validation users)" if result.reranker else "not used",
         "skipped_models": ", ".join(f"{k}: {v}" for k, v in result.skipped.items()) or "none",
+        "sparse_fits_served": fit_cache.stats["hits"] - served_before,  # models/fit_cache.py: refits not redone
         "seconds": round(seconds, 1),
         "stages": dg.MetadataValue.md(result.stages.to_markdown(index=False)) if len(result.stages) else "none",
         "peak_rss_mb": float(result.stages["peak_rss_mb"].max()) if len(result.stages) else float("nan"),

@@ -77,6 +77,7 @@ def test_evaluation_reads_the_stored_selection_and_leaves_it_alone(db_after, hom
     chosen, ran = json.loads(stored["json"].iloc[0]), json.loads(m["hybrid_setting"])
     assert (ran["side_weight"], ran["ease_l2"], ran["weight_text"]) == (chosen["side_weight"], chosen["ease_l2"], chosen["weights"]["text"])
     assert m["mlflow_runs"] and 0.0 <= m["hybrid_ndcg_at_10"] <= 1.0
+    assert m["sparse_fits_served"] == 0  # a dense EASE catalogue: nothing comes from models/fit_cache.py
     metrics = tables["evaluation_metrics"]
     assert {"hybrid", "cf", "text", "lexical", "kg", "pop", "ease"} <= set(metrics["model"])
     assert set(tables["evaluation_split"]["split"]) == {"train", "valid", "test"}
