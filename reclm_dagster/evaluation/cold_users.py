@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from reclm_dagster.evaluation.protocol import evaluate, metric_rows
+from reclm_dagster.evaluation.protocol import evaluate, evaluate_many, metric_rows
 from reclm_dagster.models.fusion import zscore_rows
 from reclm_dagster.models.hybrid import HybridConfig, UserText
 from reclm_dagster.models.large_catalogue import cf_for_catalogue
@@ -166,24 +166,36 @@ def cold_user_evaluation(
         model.user_text_ = texts[n]
         return model.scorer("hybrid", histories[n])
 
-    # The signals do not depend on the prior (p, c): scored once per revealed n, re-fused per setting.
+    # The signals do not depend on the prior (p, c): one pass over the validation cold users per
+    # revealed n scores and z-scores each batch's signals once and re-fuses them for every setting,
+    # so only one batch's signals are held (all of them were: 1,342 users × 100k items × signals).
     priors = [(c, p) for c in half_lives or (config.short_history_half_life,) for p in popularity_grid]
     valid_ndcg: dict[tuple[float, float], dict[int, float]] = {s: {} for s in priors}
     for n in protocol.reveal:
         model.user_text_ = texts[n]
-        signals_of: dict[bytes, dict] = {}
+        batch: dict = {}
 
-        def refused(rows, n=n, signals_of=signals_of):
-            if (key := rows.tobytes()) not in signals_of:  # z-scored once, as fuse would each time
+        def zscored(rows, n=n, batch=batch) -> dict:
+            if batch.get("rows") is not rows:  # evaluate_many hands every scorer the same rows array
                 signals = model.score_with_signals(rows, histories[n], rerank=False)[1]
-                signals_of[key] = {name: zscore_rows(S) for name, S in signals.items()}
-            return model.fuse(signals_of[key], model.history_length(rows, histories[n]), zscored=True)
+                batch.update(rows=rows, z={name: zscore_rows(S) for name, S in signals.items()})
+            return batch["z"]
 
-        for c, p in priors:
-            model.config = replace(config, short_history_popularity=p, short_history_half_life=c)
-            res = evaluate(refused, matrix.X, X_target["valid"], histories[n], ks=(10,), item_popularity=popularity)
-            valid_ndcg[(c, p)][n] = res["ndcg@10"]
-        del signals_of
+        def refused(setting: HybridConfig, n=n):
+            def score(rows):
+                saved, model.config = model.config, setting
+                try:
+                    return model.fuse(zscored(rows), model.history_length(rows, histories[n]), zscored=True)
+                finally:
+                    model.config = saved
+            return score
+
+        scorers = {(c, p): refused(replace(config, short_history_popularity=p, short_history_half_life=c))
+                   for c, p in priors}
+        results = evaluate_many(scorers, matrix.X, X_target["valid"], histories[n], ks=(10,), item_popularity=popularity)
+        for setting, res in results.items():
+            valid_ndcg[setting][n] = res["ndcg@10"]
+        batch.clear()
     tuning = [{"short_history_half_life": c, "short_history_popularity": p,
                "ndcg@10": float(np.nanmean(list(per_n.values()))), **{f"ndcg@10_n{n}": v for n, v in per_n.items()}}
               for (c, p), per_n in valid_ndcg.items()]

@@ -202,3 +202,23 @@ def test_the_fade_half_life_sets_how_much_popularity_a_long_history_keeps():
     fused = model.fuse(signals, np.array([0, 1, 9]))
     # p·2^(-n/c) on popularity z: 4, 4/2, 4/512 — a long history keeps almost nothing
     assert np.allclose(fused[:, 0], [4.0, 2.0, 4 / 512]) and np.allclose(fused[:, 1], [-4.0, -2.0, -4 / 512])
+
+
+def test_the_prior_grid_scores_each_batch_of_cold_users_once_and_holds_one_batch(monkeypatch):
+    """Every (half-life, p) re-fuses one batch's z-scored signals: the same table in batches of 3
+    users as in one batch, with each batch's signals scored once per revealed n."""
+    from functools import partial
+
+    from reclm_dagster.models.hybrid import HybridRecommender
+
+    one_batch = cold_user_evaluation(_tables(), CONFIG, 10.0, PROTOCOL, half_lives=(3.0, 0.5), score_test_users=False)
+    scored = []
+    real = HybridRecommender.score_with_signals
+    monkeypatch.setattr(HybridRecommender, "score_with_signals",
+                        lambda self, rows, *a, **kw: scored.append(np.array(rows)) or real(self, rows, *a, **kw))
+    monkeypatch.setattr(cold_users, "evaluate_many", partial(cold_users.evaluate_many, batch_size=3))
+    batches = cold_user_evaluation(_tables(), CONFIG, 10.0, PROTOCOL, half_lives=(3.0, 0.5), score_test_users=False)
+    pd.testing.assert_frame_equal(batches.tuning, one_batch.tuning)
+    users, times = np.unique(np.concatenate(scored), return_counts=True)
+    assert len(batches.tuning) == 14 and len(users) > 3 and max(map(len, scored)) <= 3
+    assert (times == len(PROTOCOL.reveal)).all()  # each validation cold user once per n, whatever the 14 settings
