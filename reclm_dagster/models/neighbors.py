@@ -42,11 +42,16 @@ def _topk_columns(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 _SPARSE_TOPK_DENSITY = 0.1
 
 
-def _ranked_groups(group: np.ndarray, other: np.ndarray, vals: np.ndarray):
+def _ranked_groups(group: np.ndarray, other: np.ndarray, vals: np.ndarray, depth: int | None = None):
     """``(group, other, vals, rank)`` sorted by group, then ``vals`` descending (ties: the lower
-    ``other`` first); ``rank`` is each entry's place in its group. Zeros are dropped, as ``_assemble`` would."""
+    ``other`` first); ``rank`` is each entry's place in its group. Zeros are dropped, as ``_assemble`` would.
+    ``depth``: only the entries ranked below it are returned (the same entries, in the same order)."""
     nz = vals != 0
     group, other, vals = group[nz], other[nz], vals[nz]
+    if depth is not None and len(group) and np.all(group[1:] >= group[:-1]):
+        keep = _best_of_groups(group, other, vals, depth)  # sort only what can be kept
+        if keep is not None:
+            group, other, vals = group[keep], other[keep], vals[keep]
     order = np.lexsort((other, -vals, group))
     group, other, vals = group[order], other[order], vals[order]
     starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(group) else np.zeros(0, np.int64)
@@ -54,9 +59,32 @@ def _ranked_groups(group: np.ndarray, other: np.ndarray, vals: np.ndarray):
     return group, other, vals, np.arange(len(group)) - first
 
 
+def _best_of_groups(group: np.ndarray, other: np.ndarray, vals: np.ndarray, depth: int) -> np.ndarray | None:
+    """Mask of each group's ``depth`` best entries (largest ``vals``, ties: the lower ``other``), for
+    groups in contiguous runs; None when no group is longer. A partition per long group instead of
+    sorting every entry: a popular item co-occurs with tens of thousands of items, k of them are kept."""
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    ends = np.r_[starts[1:], len(group)]
+    long = np.flatnonzero(ends - starts > depth)
+    if not len(long):
+        return None
+    keep = np.ones(len(group), dtype=bool)
+    for g in long:
+        lo, hi = starts[g], ends[g]
+        seg = vals[lo:hi]
+        t = -np.partition(-seg, depth - 1)[depth - 1]  # the depth-th largest value
+        drop = seg < t
+        tied = np.flatnonzero(seg == t)
+        room = depth - int((seg > t).sum())  # places left for the entries tied at t: the lower ``other`` first
+        if len(tied) > room:
+            drop[tied[np.argsort(other[lo:hi][tied], kind="stable")[room:]]] = True
+        keep[lo:hi] = ~drop
+    return keep
+
+
 def _topk_groups(group: np.ndarray, other: np.ndarray, vals: np.ndarray, k: int):
     """The ``k`` largest ``vals`` of each ``group`` (ties: the lower ``other`` first), as ``(group, other, vals)``."""
-    group, other, vals, rank = _ranked_groups(group, other, vals)
+    group, other, vals, rank = _ranked_groups(group, other, vals, depth=k)
     keep = rank < k
     return group[keep], other[keep], vals[keep]
 
@@ -160,7 +188,7 @@ class ItemKNN:
                 elif self.shrink:
                     v = v / (1.0 + self.shrink)
                 v[source == target] = 0.0  # no self-similarity
-                t, r, v, rank = _ranked_groups(target, source, v)
+                t, r, v, rank = _ranked_groups(target, source, v, depth=max(ks))
                 for (rows, cols, vals), k in zip(parts, ks):
                     keep = rank < k
                     rows.append(r[keep])

@@ -195,3 +195,20 @@ def test_a_grid_fitted_in_one_pass_is_each_setting_fitted_alone(monkeypatch, den
     for a, b in zip(shared, alone):
         assert (a.similarity_ != b.similarity_).nnz == 0
         assert a.similarity_.nnz == b.similarity_.nnz and np.array_equal(a.similarity_.indices, b.similarity_.indices)
+
+
+def test_ranking_only_each_groups_best_keeps_the_same_entries_in_the_same_order():
+    """``_ranked_groups(depth=k)`` partitions long groups before sorting: the entries it returns are
+    exactly the first k of the full sort, ties (equal values) broken by the lower ``other`` alike."""
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n, n_groups = int(rng.integers(1, 300)), int(rng.integers(1, 15))
+        group = np.sort(rng.integers(0, n_groups, n))
+        other = np.concatenate([rng.permutation(500)[: (group == g).sum()] for g in np.unique(group)])
+        vals = rng.integers(-3, 4, n).astype(float) if trial % 2 else rng.random(n).round(1)  # many ties
+        depth = int(rng.integers(1, 25))
+        full = nb_mod._ranked_groups(group, other, vals)
+        best = nb_mod._ranked_groups(group, other, vals, depth=depth)
+        first = full[3] < depth
+        for a, b in zip(full, best):
+            np.testing.assert_array_equal(a[first], b)
