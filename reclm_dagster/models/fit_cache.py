@@ -82,15 +82,7 @@ def clear() -> None:
         stats.update(hits=0, misses=0)
 
 
-def nbytes_of(*arrays) -> int:
-    total = 0
-    for a in arrays:
-        if a is None:
-            continue
-        if sp.issparse(a):
-            total += a.data.nbytes + a.indices.nbytes + a.indptr.nbytes
-        elif isinstance(a, tuple):
-            total += nbytes_of(*a)
-        else:
-            total += np.asarray(a).nbytes
-    return total
+def nbytes_of(*arrays: sp.csr_matrix | np.ndarray) -> int:
+    """Bytes held by csr matrices and arrays (what a cached fit keeps)."""
+    return sum(a.data.nbytes + a.indices.nbytes + a.indptr.nbytes if sp.issparse(a) else np.asarray(a).nbytes
+               for a in arrays)
